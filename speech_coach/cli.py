@@ -59,9 +59,7 @@ def run() -> None:
     addresses.add_row("Kafka bootstrap", settings.kafka_bootstrap)
     addresses.add_row("PostgreSQL", settings.postgres_url)
     addresses.add_row("ClickHouse (native)", settings.clickhouse_url)
-    addresses.add_row(
-        "ClickHouse (HTTP)", f"http://{settings.stack.host}:{settings.clickhouse.http_port}/play"
-    )
+    addresses.add_row("ClickHouse (HTTP)", f"http://{settings.stack.host}:{settings.clickhouse.http_port}/play")
     addresses.add_row("S3 endpoint", settings.s3_endpoint)
     addresses.add_row("Logs", str(settings.state_dir / "logs"))
     console.print(addresses)
@@ -107,18 +105,14 @@ def _print_status(stack: Stack) -> bool:
     statuses = stack.status()
     for st in statuses:
         style = STATE_STYLE.get(st.state, "")
-        table.add_row(
-            st.name, f"[{style}]{st.state}[/]", st.address, str(st.pid or ""), st.data_dir, st.detail
-        )
+        table.add_row(st.name, f"[{style}]{st.state}[/]", st.address, str(st.pid or ""), st.data_dir, st.detail)
     console.print(table)
     return all(st.ok for st in statuses)
 
 
 @stack_app.command("logs")
 def stack_logs(
-    part: Annotated[
-        str | None, typer.Argument(help="postgres, kafka, clickhouse or s3; all if omitted")
-    ] = None,
+    part: Annotated[str | None, typer.Argument(help="postgres, kafka, clickhouse or s3; all if omitted")] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="lines from the end of each log")] = 40,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
 ) -> None:

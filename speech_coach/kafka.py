@@ -59,9 +59,7 @@ def topic_name(settings: Settings, topic: Topic) -> str:
     return topic.qualified(settings.kafka.topic_prefix)
 
 
-def ensure_topics(
-    settings: Settings, topics: Iterable[Topic] = tuple(Topic), timeout: float = 15.0
-) -> list[str]:
+def ensure_topics(settings: Settings, topics: Iterable[Topic] = tuple(Topic), timeout: float = 15.0) -> list[str]:
     """Create the platform's topics if missing (idempotent); returns the names created."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]

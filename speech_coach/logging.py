@@ -30,9 +30,7 @@ class SecretRedactor:
             return type(value)(self._scrub(v) for v in value)
         return value
 
-    def __call__(
-        self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
+    def __call__(self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if not self._secrets:
             return event_dict
         return {k: self._scrub(v) for k, v in event_dict.items()}

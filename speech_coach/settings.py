@@ -114,9 +114,7 @@ class JavaSettings(BaseModel):
 
 
 class FfmpegSettings(BaseModel):
-    path: Path | None = Field(
-        None, description="ffmpeg executable. Unset: system ffmpeg, else imageio-ffmpeg."
-    )
+    path: Path | None = Field(None, description="ffmpeg executable. Unset: system ffmpeg, else imageio-ffmpeg.")
 
 
 class LogSettings(BaseModel):

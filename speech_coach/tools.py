@@ -41,9 +41,7 @@ _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 
 def java_version(executable: Path) -> int | None:
     try:
-        proc = subprocess.run(
-            [str(executable), "-version"], capture_output=True, text=True, timeout=20, check=False
-        )
+        proc = subprocess.run([str(executable), "-version"], capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = _VERSION.search(proc.stderr + proc.stdout)

@@ -6,81 +6,23 @@ Each test gets its own topics, databases and buckets, so tests never see each ot
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from speech_coach.settings import (
-    ClickHouseSettings,
-    KafkaSettings,
-    PostgresSettings,
-    S3Settings,
-    Settings,
-    StackSettings,
-)
+from speech_coach.settings import Settings
 from speech_coach.stack import Stack
+from speech_coach.stack.isolated import free_port_block, isolated_settings, settings_env
+
+make_settings = isolated_settings
+__all__ = ["free_port_block", "make_settings", "settings_env"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # The suite runs its own servers; an operator's SC_* environment must not redirect it elsewhere.
     for key in [k for k in os.environ if k.startswith("SC_")]:
         del os.environ[key]
-
-
-def free_port_block(size: int) -> int:
-    """First port of `size` consecutive free ports on loopback."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            start = probe.getsockname()[1]
-        if start + size >= 65535:
-            continue
-        socks = []
-        try:
-            for port in range(start, start + size):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return start
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no block of free ports")
-
-
-def make_settings(state_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a private stack: its own state dir and free ports."""
-    base = free_port_block(13)
-    values: dict[str, Any] = {
-        "environment": "test",
-        "stack": StackSettings(state_dir=state_dir, start_timeout_s=60),
-        "postgres": PostgresSettings(port=base),
-        "kafka": KafkaSettings(port=base + 1),
-        "clickhouse": ClickHouseSettings(tcp_port=base + 2, http_port=base + 3),
-        "s3": S3Settings(port=base + 4, internal_port_base=base + 5),
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The same settings as environment variables, for driving the CLI in a subprocess."""
-    return {
-        "SC_STACK__STATE_DIR": str(settings.stack.state_dir),
-        "SC_STACK__START_TIMEOUT_S": str(settings.stack.start_timeout_s),
-        "SC_POSTGRES__PORT": str(settings.postgres.port),
-        "SC_KAFKA__PORT": str(settings.kafka.port),
-        "SC_CLICKHOUSE__TCP_PORT": str(settings.clickhouse.tcp_port),
-        "SC_CLICKHOUSE__HTTP_PORT": str(settings.clickhouse.http_port),
-        "SC_S3__PORT": str(settings.s3.port),
-        "SC_S3__INTERNAL_PORT_BASE": str(settings.s3.internal_port_base),
-    }
 
 
 @pytest.fixture(scope="session")

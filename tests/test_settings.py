@@ -43,9 +43,7 @@ def test_environment_overrides_and_external_servers(monkeypatch: pytest.MonkeyPa
         ("SC_CLICKHOUSE__URL", "http://ch:8123", "clickhouse.url"),
     ],
 )
-def test_invalid_values_name_the_field(
-    monkeypatch: pytest.MonkeyPatch, var: str, value: str, field: str
-) -> None:
+def test_invalid_values_name_the_field(monkeypatch: pytest.MonkeyPatch, var: str, value: str, field: str) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError) as info:
         Settings(_env_file=None)  # type: ignore[call-arg]

@@ -90,9 +90,7 @@ def test_up_status_down_up_keeps_data(tmp_path: Path) -> None:
     try:
         with psycopg.connect(settings.postgres_url) as conn:
             assert conn.execute("SELECT v FROM kept").fetchall() == [("postgres survives",)]
-        assert clickhouse_client(settings.clickhouse_url).execute("SELECT v FROM kept") == [
-            ("clickhouse survives",)
-        ]
+        assert clickhouse_client(settings.clickhouse_url).execute("SELECT v FROM kept") == [("clickhouse survives",)]
         assert s3_client(settings).get_object(Bucket="kept", Key="k.txt")["Body"].read() == b"s3 survives"
 
         from confluent_kafka import Consumer

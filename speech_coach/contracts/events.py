@@ -62,9 +62,7 @@ class _Event(BaseModel):
     TOPIC: ClassVar[Topic]
     SCHEMA_VERSION: ClassVar[int] = 1
 
-    event_id: str = Field(
-        default_factory=new_id, min_length=1, max_length=64, description="Unique per message."
-    )
+    event_id: str = Field(default_factory=new_id, min_length=1, max_length=64, description="Unique per message.")
     occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When the producer created it.")
     traceparent: str | None = Field(
         None, max_length=128, description="W3C trace context, so one answer can be followed across services."
@@ -159,9 +157,7 @@ class EngineInfo(BaseModel):
     feedback_model: NonEmptyStr
     prompt_version: NonEmptyStr = Field(description="Prompt or rubric version used to produce the feedback.")
     scale: NonEmptyStr = Field(description="Name of the score scale, e.g. toefl_0_4.")
-    fallback: bool = Field(
-        False, description="True when the offline engine stood in for a failed remote one."
-    )
+    fallback: bool = Field(False, description="True when the offline engine stood in for a failed remote one.")
 
 
 class KeyMetrics(BaseModel):
@@ -379,16 +375,12 @@ def decode_as(cls: type[E], data: bytes | str) -> E:
     try:
         raw: Any = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(
-            "contract.not_json", f"{cls.EVENT_TYPE}: payload is not valid JSON ({exc})"
-        ) from exc
+        raise ContractError("contract.not_json", f"{cls.EVENT_TYPE}: payload is not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise ContractError("contract.not_object", f"{cls.EVENT_TYPE}: payload must be a JSON object")
     event_type = raw.get("event_type")
     if event_type != cls.EVENT_TYPE:
-        raise ContractError(
-            "contract.wrong_type", f"event_type: expected {cls.EVENT_TYPE!r}, got {event_type!r}"
-        )
+        raise ContractError("contract.wrong_type", f"event_type: expected {cls.EVENT_TYPE!r}, got {event_type!r}")
     version = raw.get("schema_version")
     if version != cls.SCHEMA_VERSION:
         raise ContractError(

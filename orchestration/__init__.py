@@ -1,0 +1,1 @@
+"""Dagster definitions: question bank, warehouse ingestion, dbt assets, data quality and research exports."""
