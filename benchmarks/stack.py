@@ -104,6 +104,9 @@ Broker round trip (confluent-kafka producer to consumer, 1 KiB, one in flight, 2
 p50 **{percentile(latencies, 0.5):.1f} ms**, p95 **{percentile(latencies, 0.95):.1f} ms**.
 Throughput, {MESSAGES} messages of 1 KiB produced then consumed: **{rate:,.0f} messages/s**.
 
+The round trip is dominated by the broker's fetch wait (about 250 ms per idle fetch with librdkafka's default
+`fetch.wait.max.ms` of 500 ms against Tansu): it is a per-hop floor for end-to-end latency, not a throughput limit.
+
 `stack down` is dominated by SeaweedFS: its filer waits 15 s for a graceful gRPC stop while the S3 gateway's
 metadata subscription is open; the other servers stop in about 2 s.
 """

@@ -94,3 +94,30 @@ def test_s3_write_and_read(stack: Stack, s3_bucket: str) -> None:
     assert obj["ContentType"] == "audio/ogg"
     listed = client.list_objects_v2(Bucket=s3_bucket, Prefix="audio/")
     assert [o["Key"] for o in listed["Contents"]] == ["audio/ab/abcdef.ogg"]
+
+
+def test_external_servers_are_used_and_nothing_local_starts(stack: Stack, tmp_path) -> None:
+    """A second stack pointed at the first one's servers as "external" starts no process of its own."""
+    from speech_coach.settings import ClickHouseSettings, KafkaSettings, PostgresSettings, S3Settings
+    from speech_coach.stack.isolated import isolated_settings
+
+    s = stack.settings
+    external = isolated_settings(
+        tmp_path / "state",
+        postgres=PostgresSettings(url=s.postgres_url),
+        kafka=KafkaSettings(bootstrap_servers=s.kafka_bootstrap),
+        clickhouse=ClickHouseSettings(url=s.clickhouse_url),
+        s3=S3Settings(endpoint_url=s.s3_endpoint),
+    )
+    other = Stack(external)
+    result = other.up()
+    assert result.started == [] and sorted(result.external) == ["clickhouse", "kafka", "postgres", "s3"]
+    states = {st.name: st.state for st in other.status()}
+    assert states == {
+        "s3": "external", "kafka": "external", "postgres": "external", "clickhouse": "external",
+        "java": "available", "ffmpeg": "available",
+    }  # fmt: skip
+    assert not (tmp_path / "state" / "run").exists() or not list((tmp_path / "state" / "run").glob("*.json"))
+    assert other.down() == []
+    # The servers it used are untouched.
+    assert all(st.state == "healthy" for st in stack.status() if st.name in {"s3", "kafka", "postgres", "clickhouse"})
