@@ -20,6 +20,17 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 
+
+def _add_runtime_commands() -> None:
+    # Runtimes register command groups as entry points, so the core never imports a runtime.
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="speech_coach.cli"):
+        app.add_typer(ep.load(), name=ep.name)
+
+
+_add_runtime_commands()
+
 # Wide enough for the status table when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)

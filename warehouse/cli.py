@@ -1,0 +1,45 @@
+"""`speech-coach warehouse ...`: migrations and ingestion from the command line."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from speech_coach.settings import Settings
+
+app = typer.Typer(help="The ClickHouse warehouse: migrations and ingestion from Kafka.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply pending ClickHouse migrations (idempotent)."""
+    from warehouse.client import connect
+    from warehouse.migrate import MigrationError, migrate
+
+    try:
+        ran = migrate(connect(Settings()))
+    except MigrationError as exc:
+        console.print(f"[red]error[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"Applied {len(ran)} migration(s): {', '.join(m.path.name for m in ran) or 'none pending'}.")
+
+
+@app.command("ingest")
+def ingest_cmd(
+    follow: bool = typer.Option(False, "--follow", help="keep ingesting until interrupted"),
+    idle: float = typer.Option(5.0, help="stop after this many seconds without new records"),
+) -> None:
+    """Ingest the Kafka topics into the raw tables."""
+    from warehouse.ingest import Ingestor
+
+    with console.status("ingesting..."), Ingestor(Settings()) as ingestor:
+        stats = ingestor.run(until_idle_s=None if follow else idle)
+    table = Table(title=f"Ingested {stats.messages} records in {stats.batches} batches")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in sorted(stats.rows.items()):
+        table.add_row(name, str(n))
+    console.print(table)
+    console.print(f"dead letters: {stats.dead_letters}, learners erased: {stats.deleted_learners}")

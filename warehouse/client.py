@@ -1,0 +1,49 @@
+"""ClickHouse access for the warehouse (clickhouse-driver, native protocol). Every value is a bound parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from clickhouse_driver import Client
+
+from speech_coach.settings import Settings
+
+
+def database_name(settings: Settings) -> str:
+    return urlsplit(settings.clickhouse_url).path.strip("/") or settings.clickhouse.database
+
+
+def connect(settings: Settings, database: str | None = None) -> Client:
+    """A client on the warehouse database (created if missing, as the stack does for the local server)."""
+    name = database or database_name(settings)
+    admin = Client.from_url(settings.clickhouse_url)
+    admin.connection.database = "default"
+    admin.execute(f"CREATE DATABASE IF NOT EXISTS `{_identifier(name)}`")
+    admin.disconnect()
+    client = Client.from_url(settings.clickhouse_url)
+    client.connection.database = name
+    return client
+
+
+def _identifier(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return name
+
+
+def insert(client: Client, table: str, rows: Sequence[dict[str, Any]], *, dedup_token: str | None = None) -> int:
+    """Insert dict rows into `table`; `dedup_token` makes a re-sent batch a no-op on the server."""
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    settings: dict[str, Any] = {}
+    if dedup_token:
+        settings["insert_deduplication_token"] = dedup_token
+    client.execute(
+        f"INSERT INTO `{_identifier(table)}` ({', '.join(f'`{_identifier(c)}`' for c in columns)}) VALUES",
+        [tuple(row[c] for c in columns) for row in rows],
+        settings=settings,
+    )
+    return len(rows)
