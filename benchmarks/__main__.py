@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-BENCHMARKS = ["stack"]
+BENCHMARKS = ["stack", "warehouse"]
 
 
 def main(argv: list[str]) -> int:
