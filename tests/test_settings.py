@@ -29,7 +29,7 @@ def test_environment_overrides_and_external_servers(monkeypatch: pytest.MonkeyPa
     assert s.kafka_bootstrap == "kafka-0.prod:9092,kafka-1.prod:9092"
     assert s.postgres_url == "postgresql://app:s3cret-pw@db.prod:5432/coach"
     assert s.clickhouse_url.endswith(":9123/speech_coach")
-    assert set(s.secret_values()) == {"s3cret-pw", "very-secret-key"}
+    assert set(s.secret_values()) == {"s3cret-pw", "very-secret-key", "local-development-pseudonym-key"}
     # Secrets never show up in reprs that may be logged.
     assert "very-secret-key" not in repr(s)
 
