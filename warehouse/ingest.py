@@ -30,6 +30,7 @@ from speech_coach.kafka import consumer_config, ensure_topics, topic_name
 from speech_coach.logging import get_logger
 from speech_coach.settings import Settings
 from warehouse.client import connect, insert
+from warehouse.lag import consumer_lag
 from warehouse.rows import LEARNER_TABLES, rows_for
 
 log = get_logger(__name__)
@@ -87,9 +88,8 @@ class Ingestor:
         self.client = client or connect(settings)
         self.topics = {topic_name(settings, t): t for t in topics}
         ensure_topics(settings, self.topics.values())
-        self.consumer = Consumer(
-            consumer_config(settings, group_id or settings.warehouse.ingest_group_id, **{"log_level": 3})
-        )
+        self.group_id = group_id or settings.warehouse.ingest_group_id
+        self.consumer = Consumer(consumer_config(settings, self.group_id, **{"log_level": 3}))
         self.assigned_at: float | None = None
         self.consumer.subscribe(list(self.topics), on_assign=self._on_assign)
 
@@ -188,12 +188,5 @@ class Ingestor:
         log.info("warehouse.learners_erased", count=len(ids))
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Messages not yet ingested, per topic and partition."""
-        assignment = self.consumer.assignment()
-        committed = self.consumer.committed(assignment, timeout=10) if assignment else []
-        out = {}
-        for tp in committed:
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-            position = tp.offset if tp.offset >= 0 else low
-            out[(tp.topic, tp.partition)] = max(0, high - position)
-        return out
+        """Records not yet ingested, per topic and partition."""
+        return consumer_lag(self.settings, self.group_id, self.topics.values())

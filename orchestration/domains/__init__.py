@@ -1,0 +1,1 @@
+"""One module per domain, each with its own `defs`, merged in orchestration.definitions."""

@@ -1,0 +1,60 @@
+"""Research exports: monthly, consent-filtered, pseudonymized datasets written to S3 with a codebook."""
+
+from datetime import date, datetime
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from orchestration.resources import SettingsResource
+
+GROUP = "research_exports"
+monthly = dg.MonthlyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=monthly,
+    deps=[dg.AssetKey("research_answers")],
+    description="A month of research_answers as Parquet, CSV and DuckDB with datapackage.json (the codebook) "
+    "and README.md, in the exports bucket under research/answers/YYYY-MM/.",
+)
+def research_export(
+    context: dg.AssetExecutionContext, settings: SettingsResource, s3: S3Resource
+) -> dg.MaterializeResult:
+    from warehouse.exports import build_export, duckdb_file, fetch_month
+
+    month: date = datetime.fromisoformat(context.partition_key).date()
+    s = settings.get()
+    rows = fetch_month(settings.clickhouse(), month)
+    files = build_export(rows, month)
+    parquet = next(f for f in files if f.name == "answers.parquet")
+    files = build_export(rows, month, duckdb_bytes=duckdb_file(parquet.data))
+    prefix = f"research/answers/{month:%Y-%m}/"
+    client = s3.get_client()
+    for f in files:
+        client.put_object(Bucket=s.s3.exports_bucket, Key=prefix + f.name, Body=f.data, ContentType=f.media_type)
+    link = client.generate_presigned_url(
+        "get_object", Params={"Bucket": s.s3.exports_bucket, "Key": prefix + "datapackage.json"}, ExpiresIn=7 * 86400
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(rows),
+            "learners": len({r["learner_pseudonym"] for r in rows}),
+            "location": f"s3://{s.s3.exports_bucket}/{prefix}",
+            "download (7 days)": dg.MetadataValue.url(link),
+            "files": dg.MetadataValue.json({f.name: {"sha256": f.sha256, "bytes": len(f.data)} for f in files}),
+        }
+    )
+
+
+@dg.asset_check(asset=research_export, description="No Telegram id, username or name reaches an export.")
+def export_has_no_personal_data(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    from warehouse.exports import COLUMNS
+
+    forbidden = [c for c in COLUMNS if any(w in c for w in ("telegram", "username", "first_name", "last_name", "chat"))]
+    return dg.AssetCheckResult(passed=not forbidden, metadata={"forbidden_columns": forbidden})
+
+
+defs = dg.Definitions(assets=[research_export], asset_checks=[export_has_no_personal_data])
