@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-BENCHMARKS = ["stack"]
+BENCHMARKS = ["stack", "lexical"]
 
 
 def main(argv: list[str]) -> int:
