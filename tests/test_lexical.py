@@ -318,3 +318,18 @@ def test_documented_differences_from_lexical_diversity() -> None:
     assert ld.hdd(short) == 0.0 and hdd(short) == pytest.approx(5 / 6)  # ours: TTR below 42 tokens
     distinct = ["a", "b", "c", "d"]
     assert ld.mtld(distinct) == 0.0 and mtld(distinct) == 4.0  # ours: the text length, not 0
+
+
+def test_word_cache_stays_bounded_and_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    from speech_coach.text import lexical
+
+    for name in ("_LEMMA", "_ZIPF", "_RARE"):
+        monkeypatch.setattr(lexical, name, {})
+    monkeypatch.setattr(lexical, "_CACHE_LIMIT", 5)
+    analyze_words(["one", "two", "three"])
+    # 8 new words with 3 cached and room for 5: the cache is cleared before learning them, not halfway through
+    # (which would lose the first ones before the answer's sums are taken).
+    words = [f"word{c}" for c in "abcdefgh"]
+    m = analyze_words(words)
+    assert m.tokens == 8 and sum(m.lemmas.values()) == 8
+    assert set(lexical._LEMMA) == set(words)

@@ -54,13 +54,18 @@ def lemma_of(word: str) -> str:
     return lemma
 
 
-def _learn(word: str) -> None:
-    from wordfreq import zipf_frequency
-
-    if len(_LEMMA) >= _CACHE_LIMIT:  # bounded: junk input cannot grow memory forever
+def _make_room(words: int) -> None:
+    # Bounded, so junk input cannot grow memory forever. Cleared before (never while) an answer's words are
+    # learned, so all of them are present when its sums are taken.
+    if len(_LEMMA) + words > _CACHE_LIMIT:
         _LEMMA.clear()
         _ZIPF.clear()
         _RARE.clear()
+
+
+def _learn(word: str) -> None:
+    from wordfreq import zipf_frequency
+
     lemma = lemma_of(word)
     common = _common_words()
     _LEMMA[word] = lemma
@@ -76,6 +81,7 @@ def word_info(word: str) -> tuple[str, float, bool]:
     wordfreq (`top_n_list("en", 2000)`).
     """
     if word not in _LEMMA:
+        _make_room(1)
         _learn(word)
     return _LEMMA[word], _ZIPF[word], not _RARE[word]
 
@@ -270,8 +276,10 @@ def analyze_words(words: Sequence[str], filled_pauses: int = 0) -> LexicalMetric
     """Lexical metrics of already tokenized, lower-cased words (see `tokenize`)."""
     n = len(words)
     counts = Counter(words)
-    for w in counts:
-        if w not in _LEMMA:
+    new = [w for w in counts if w not in _LEMMA]
+    if new:
+        _make_room(len(new))
+        for w in new:
             _learn(w)
     types = len(counts)
     return LexicalMetrics(
