@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-BENCHMARKS = ["stack", "warehouse"]
+BENCHMARKS = ["stack", "warehouse", "lexical"]
 
 
 def main(argv: list[str]) -> int:
