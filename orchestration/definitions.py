@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.domains import dbt, exports, warehouse
+from orchestration.domains import dbt, exports, question_bank, warehouse
 from orchestration.resources import SettingsResource, s3_resource
 from speech_coach.settings import Settings
 
@@ -12,5 +12,6 @@ defs = dg.Definitions.merge(
     warehouse.defs,
     dbt.defs,
     exports.defs,
+    question_bank.defs,
     dg.Definitions(resources={"settings": SettingsResource(), "s3": s3_resource(Settings())}),
 )

@@ -56,17 +56,19 @@ def run() -> None:
     from speech_coach.kafka import ensure_topics
 
     settings = Settings()
-    stack = Stack(settings)
+    stack = Stack(settings, platform=True)
     try:
-        with console.status("starting the local stack...") as status:
+        with console.status("starting the platform...") as status:
             result = stack.up(progress=lambda msg: status.update(msg))
             status.update("creating Kafka topics...")
             created = ensure_topics(settings)
     except StackError as exc:
         raise _fail(exc) from exc
-    console.print(f"Local stack ready in {result.seconds:.1f} s; {len(created)} Kafka topics created.")
+    console.print(f"Platform ready in {result.seconds:.1f} s; {len(created)} Kafka topics created.")
     _print_status(stack)
     addresses = Table(title="Where things are", show_header=False)
+    if stack.platform_parts:
+        addresses.add_row("Dagster UI", stack.dagster_ui.address)
     addresses.add_row("Kafka bootstrap", settings.kafka_bootstrap)
     addresses.add_row("PostgreSQL", settings.postgres_url)
     addresses.add_row("ClickHouse (native)", settings.clickhouse_url)

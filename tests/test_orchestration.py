@@ -102,6 +102,20 @@ def test_whole_graph_materializes_and_exports_are_valid_and_stable(
         assert all(r.success for r in runs)
         # Dagster kept its run history in PostgreSQL.
         assert len(instance.get_runs()) == 3
+        # The real bank is the active dimension; the generator's synthetic questions were retired, not deleted.
+        from speech_coach.questions import load_bank
+
+        bank = load_bank()
+        active, retired = client.execute(
+            "SELECT countIf(retired_at IS NULL), countIf(retired_at IS NOT NULL) FROM dim_questions FINAL"
+        )[0]
+        assert active == len([q for q in bank.items if not q.retired]) and retired >= 196
+        again = dg.materialize(
+            [a for a in unpartitioned if dg.AssetKey(["raw", "dim_questions"]) in a.keys],
+            resources=resources, instance=instance,
+        )  # fmt: skip
+        assert again.success
+        assert client.execute("SELECT count() FROM dim_questions FINAL")[0][0] == active + retired
 
     files = [r.asset_materializations_for_node("research_export")[0].metadata["files"].value for r in runs]
     stable = {name: meta for name, meta in files[0].items() if name != "answers.duckdb"}
@@ -130,3 +144,38 @@ def test_whole_graph_materializes_and_exports_are_valid_and_stable(
     csv_rows = (out / "answers.csv").read_text().count("\n") - 1
     assert con.execute("SELECT count(*) FROM answers").fetchone()[0] == csv_rows > 0
     assert hashlib.sha256((out / "answers.parquet").read_bytes()).hexdigest() == files[0]["answers.parquet"]["sha256"]
+
+
+def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> None:
+    """The platform parts of `make run`, pointed at the session's servers: the UI serves the code location."""
+    import json
+    import urllib.request
+
+    from speech_coach.settings import ClickHouseSettings, DagsterSettings, KafkaSettings, PostgresSettings, S3Settings
+    from speech_coach.stack.isolated import free_port_block, isolated_settings
+
+    s = stack.settings
+    settings = isolated_settings(
+        tmp_path / "state",
+        postgres=PostgresSettings(url=s.postgres_url),
+        kafka=KafkaSettings(bootstrap_servers=s.kafka_bootstrap),
+        clickhouse=ClickHouseSettings(url=s.clickhouse_url),
+        s3=S3Settings(endpoint_url=s.s3_endpoint),
+        dagster=DagsterSettings(port=free_port_block(1)),
+    )
+    platform = Stack(settings, platform=True)
+    result = platform.up()
+    try:
+        assert result.started == ["dagster-ui", "dagster-daemon"]
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{settings.dagster.port}/graphql", data=query,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback http
+            keys = {"/".join(n["assetKey"]["path"]) for n in json.loads(response.read())["data"]["assetNodes"]}
+        assert {"warehouse_schema", "raw/dim_questions", "research_answers", "research_export"} <= keys
+        states = {st.name: st.state for st in platform.status()}
+        assert states["dagster-ui"] == states["dagster-daemon"] == "healthy"
+    finally:
+        assert platform.down() == ["dagster-daemon", "dagster-ui"]

@@ -14,6 +14,7 @@ from speech_coach.settings import Settings
 from speech_coach.stack.base import ManagedPart, PartStatus, StackError
 from speech_coach.stack.broker import BrokerPart
 from speech_coach.stack.clickhouse import ClickHousePart
+from speech_coach.stack.dagster import DagsterDaemonPart, DagsterWebserverPart
 from speech_coach.stack.objectstore import ObjectStorePart
 from speech_coach.stack.postgres import PostgresPart
 from speech_coach.tools import ToolError, find_ffmpeg, find_java
@@ -35,16 +36,31 @@ def _quiet(_message: str) -> None:
 
 
 class Stack:
-    def __init__(self, settings: Settings) -> None:
+    """The backing servers; with `platform=True` also the platform's own services (`make run`)."""
+
+    def __init__(self, settings: Settings, *, platform: bool = False) -> None:
         self.settings = settings
         self.s3 = ObjectStorePart(settings)
         self.kafka = BrokerPart(settings)
         self.postgres = PostgresPart(settings)
         self.clickhouse = ClickHousePart(settings)
+        self.dagster_ui = DagsterWebserverPart(settings)
+        self.dagster_daemon = DagsterDaemonPart(settings)
+        self.platform = platform
+
+    @property
+    def servers(self) -> list[ManagedPart]:
+        return [self.s3, self.kafka, self.postgres, self.clickhouse]
+
+    @property
+    def platform_parts(self) -> list[ManagedPart]:
+        return [self.dagster_ui, self.dagster_daemon] if self.settings.dagster.enabled else []
 
     @property
     def parts(self) -> list[ManagedPart]:
-        return [self.s3, self.kafka, self.postgres, self.clickhouse]
+        # Platform services show (and stop) whenever they run, even for a plain `stack` command.
+        running = [p for p in self.platform_parts if self.platform or p.running() is not None]
+        return [*self.servers, *running]
 
     def part(self, name: str) -> ManagedPart:
         for part in self.parts:
@@ -103,6 +119,10 @@ class Stack:
                 for error in errors:
                     if error is not None:
                         raise error
+                if self.platform:
+                    # The UI first: the daemon's health is read through it.
+                    for part in self.platform_parts:
+                        self._bring_up(part, result, progress)
             except BaseException:
                 # Leave nothing half-started behind: stop what this call started, newest first.
                 for name in reversed(result.started):
@@ -133,6 +153,10 @@ class Stack:
     def down(self, progress: Progress = _quiet) -> list[str]:
         stopped: list[str] = []
         with self._lock():
+            for part in reversed(self.platform_parts):  # clients of the servers go first
+                if part.stop():
+                    stopped.append(part.name)
+                    progress(f"{part.name}: stopped")
             # The broker first: it flushes its log to S3 on the way down.
             if self.kafka.stop():
                 stopped.append(self.kafka.name)
@@ -146,7 +170,7 @@ class Stack:
         return stopped
 
     def status(self) -> list[PartStatus]:
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=6) as pool:
             statuses = list(pool.map(lambda p: p.status(), self.parts))
         for name, finder in (("java", find_java), ("ffmpeg", find_ffmpeg)):
             try:
@@ -158,4 +182,4 @@ class Stack:
         return statuses
 
     def log_files(self) -> dict[str, Path]:
-        return {part.name: part.log_file for part in self.parts}
+        return {part.name: part.log_file for part in [*self.servers, *self.platform_parts]}
