@@ -90,10 +90,18 @@ def test_whole_graph_materializes_and_exports_are_valid_and_stable(
     resources = {"settings": SettingsResource(), "s3": s3_resource(settings)}
     unpartitioned = [a for a in defs.assets if getattr(a, "partitions_def", None) is None]  # type: ignore[union-attr]
     with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": pg_database}}}) as instance:
-        result = dg.materialize(unpartitioned, resources=resources | {"dbt": defs.resources["dbt"]}, instance=instance)
+        quality_checks = [c for c in defs.asset_checks if "expectations" in c.node_def.name]
+        assert len(quality_checks) == 3
+        result = dg.materialize(
+            [*unpartitioned, *quality_checks], resources=resources | {"dbt": defs.resources["dbt"]}, instance=instance
+        )
         assert result.success
         checks = result.get_asset_check_evaluations()
         assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+        # The great-expectations suites ran on real rows, besides the dbt tests.
+        ge = {c.check_name: c for c in checks if c.check_name.endswith("_expectations")}
+        assert set(ge) == {"raw_answers_expectations", "raw_feedback_expectations", "research_answers_expectations"}
+        assert all(c.metadata["rows_checked"].value > 0 for c in ge.values())
         export_assets = [a for a in defs.assets if getattr(a, "partitions_def", None) is not None]  # type: ignore[union-attr]
         runs = [
             dg.materialize(export_assets, resources=resources, partition_key="2026-06-01", instance=instance)
