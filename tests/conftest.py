@@ -40,6 +40,21 @@ def stack(settings: Settings) -> Iterator[Stack]:
         stack.down()
 
 
+def using_servers_of(stack: Stack, state_dir, **overrides):  # type: ignore[no-untyped-def]
+    """Settings for a second stack whose four servers are the given stack's, as external servers."""
+    from speech_coach.settings import ClickHouseSettings, KafkaSettings, PostgresSettings, S3Settings
+
+    s = stack.settings
+    return isolated_settings(
+        state_dir,
+        postgres=PostgresSettings(url=s.postgres_url),
+        kafka=KafkaSettings(bootstrap_servers=s.kafka_bootstrap),
+        clickhouse=ClickHouseSettings(url=s.clickhouse_url),
+        s3=S3Settings(endpoint_url=s.s3_endpoint),
+        **overrides,
+    )
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

@@ -98,18 +98,9 @@ def test_s3_write_and_read(stack: Stack, s3_bucket: str) -> None:
 
 def test_external_servers_are_used_and_nothing_local_starts(stack: Stack, tmp_path) -> None:
     """A second stack pointed at the first one's servers as "external" starts no process of its own."""
-    from speech_coach.settings import ClickHouseSettings, KafkaSettings, PostgresSettings, S3Settings
-    from speech_coach.stack.isolated import isolated_settings
+    from tests.conftest import using_servers_of
 
-    s = stack.settings
-    external = isolated_settings(
-        tmp_path / "state",
-        postgres=PostgresSettings(url=s.postgres_url),
-        kafka=KafkaSettings(bootstrap_servers=s.kafka_bootstrap),
-        clickhouse=ClickHouseSettings(url=s.clickhouse_url),
-        s3=S3Settings(endpoint_url=s.s3_endpoint),
-    )
-    other = Stack(external)
+    other = Stack(using_servers_of(stack, tmp_path / "state"))
     result = other.up()
     assert result.started == [] and sorted(result.external) == ["clickhouse", "kafka", "postgres", "s3"]
     states = {st.name: st.state for st in other.status()}

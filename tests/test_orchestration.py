@@ -159,18 +159,11 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     import json
     import urllib.request
 
-    from speech_coach.settings import ClickHouseSettings, DagsterSettings, KafkaSettings, PostgresSettings, S3Settings
-    from speech_coach.stack.isolated import free_port_block, isolated_settings
+    from speech_coach.settings import DagsterSettings
+    from speech_coach.stack.isolated import free_port_block
+    from tests.conftest import using_servers_of
 
-    s = stack.settings
-    settings = isolated_settings(
-        tmp_path / "state",
-        postgres=PostgresSettings(url=s.postgres_url),
-        kafka=KafkaSettings(bootstrap_servers=s.kafka_bootstrap),
-        clickhouse=ClickHouseSettings(url=s.clickhouse_url),
-        s3=S3Settings(endpoint_url=s.s3_endpoint),
-        dagster=DagsterSettings(port=free_port_block(1)),
-    )
+    settings = using_servers_of(stack, tmp_path / "state", dagster=DagsterSettings(port=free_port_block(1)))
     platform = Stack(settings, platform=True)
     result = platform.up()
     try:

@@ -253,7 +253,7 @@ Creative Commons Attribution 4.0 International (CC BY 4.0).
 """
 
 
-def build_export(rows: list[dict[str, Any]], month: date, duckdb_bytes: bytes | None = None) -> list[ExportFile]:
+def build_export(rows: list[dict[str, Any]], month: date, *, with_duckdb: bool = True) -> list[ExportFile]:
     tables = [
         ExportFile("answers.parquet", _parquet(rows), "application/vnd.apache.parquet"),
         ExportFile("answers.csv", _csv(rows), "text/csv"),
@@ -266,8 +266,8 @@ def build_export(rows: list[dict[str, Any]], month: date, duckdb_bytes: bytes | 
     ]
     # The DuckDB copy holds the same table, but DuckDB's file bytes differ from build to build, so it stays
     # out of the checksummed data package (README.md describes it).
-    if duckdb_bytes is not None:
-        files.append(ExportFile("answers.duckdb", duckdb_bytes, "application/octet-stream"))
+    if with_duckdb:
+        files.append(ExportFile("answers.duckdb", duckdb_file(tables[0].data), "application/octet-stream"))
     return files
 
 

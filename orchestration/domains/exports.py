@@ -21,14 +21,12 @@ monthly = dg.MonthlyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
 def research_export(
     context: dg.AssetExecutionContext, settings: SettingsResource, s3: S3Resource
 ) -> dg.MaterializeResult:
-    from warehouse.exports import build_export, duckdb_file, fetch_month
+    from warehouse.exports import build_export, fetch_month
 
     month: date = datetime.fromisoformat(context.partition_key).date()
     s = settings.get()
     rows = fetch_month(settings.clickhouse(), month)
     files = build_export(rows, month)
-    parquet = next(f for f in files if f.name == "answers.parquet")
-    files = build_export(rows, month, duckdb_bytes=duckdb_file(parquet.data))
     prefix = f"research/answers/{month:%Y-%m}/"
     client = s3.get_client()
     for f in files:
