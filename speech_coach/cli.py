@@ -47,6 +47,20 @@ def _fail(exc: StackError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+db_app = typer.Typer(help="The operational PostgreSQL database (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the operational database's migrations up to head (idempotent)."""
+    from speech_coach.db import current_revision, upgrade
+
+    settings = Settings()
+    upgrade(settings)
+    console.print(f"Operational database at revision {current_revision(settings)}.")
+
+
 @app.command("run")
 def run() -> None:
     """Bring up the platform on the local stack and print where everything is.

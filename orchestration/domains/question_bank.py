@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import dagster as dg
+from pydantic import Field
 
 from orchestration.domains.warehouse import warehouse_schema
 from orchestration.resources import SettingsResource
@@ -52,4 +53,34 @@ def question_bank_dim(context: dg.AssetExecutionContext, settings: SettingsResou
     )
 
 
-defs = dg.Definitions(assets=[question_bank_dim])
+class BankConfig(dg.Config):  # type: ignore[misc]
+    directory: str = Field("", description="Question-bank directory; empty: question_bank/ in the repository.")
+
+
+@dg.asset(
+    key=["operational", "questions"],
+    group_name=GROUP,
+    description="question_bank/*.yaml upserted into PostgreSQL `questions`, which the bot reads (Alembic schema). "
+    "Removed questions are retired, never deleted.",
+)
+def question_bank_postgres(
+    context: dg.AssetExecutionContext, config: BankConfig, settings: SettingsResource
+) -> dg.MaterializeResult:
+    from speech_coach.db import sync_questions, upgrade
+    from speech_coach.questions import load_bank
+
+    bank = load_bank(config.directory) if config.directory else load_bank()
+    s = settings.get()
+    upgrade(s)  # idempotent: the schema is at head before the bank is written
+    result = sync_questions(s, bank)
+    context.log.info(f"bank {bank.version}: {result.upserted} questions, {len(result.retired)} retired now")
+    return dg.MaterializeResult(
+        metadata={
+            "bank_version": bank.version,
+            "questions": result.upserted,
+            "retired_now": dg.MetadataValue.json(result.retired),
+        }
+    )
+
+
+defs = dg.Definitions(assets=[question_bank_dim, question_bank_postgres])
