@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         return f"clickhouse://default@{self.stack.host}:{self.clickhouse.tcp_port}/{self.clickhouse.database}"
 
     @property
+    def clickhouse_database(self) -> str:
+        """The warehouse database: the external URL's path, else the configured name."""
+        return urlsplit(self.clickhouse_url).path.strip("/") or self.clickhouse.database
+
+    @property
     def s3_endpoint(self) -> str:
         return self.s3.endpoint_url or f"http://{self.stack.host}:{self.s3.port}"
 

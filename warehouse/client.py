@@ -4,26 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from clickhouse_driver import Client
 
 from speech_coach.settings import Settings
-
-
-def database_name(settings: Settings) -> str:
-    return urlsplit(settings.clickhouse_url).path.strip("/") or settings.clickhouse.database
+from speech_coach.stack.clickhouse import clickhouse_client
 
 
 def connect(settings: Settings, database: str | None = None) -> Client:
     """A client on the warehouse database (created if missing, as the stack does for the local server)."""
-    name = database or database_name(settings)
-    admin = Client.from_url(settings.clickhouse_url)
-    admin.connection.database = "default"
+    name = database or settings.clickhouse_database
+    admin = clickhouse_client(settings.clickhouse_url, database="default")
     admin.execute(f"CREATE DATABASE IF NOT EXISTS `{_identifier(name)}`")
     admin.disconnect()
-    client = Client.from_url(settings.clickhouse_url)
-    client.connection.database = name
+    client: Client = clickhouse_client(settings.clickhouse_url, database=name)
     return client
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from speech_coach.settings import Settings
-from warehouse.client import database_name
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 
@@ -21,7 +20,7 @@ def dbt_env(settings: Settings, database: str | None = None) -> dict[str, str]:
         "DBT_CLICKHOUSE_PORT": str(url.port or 9000),
         "DBT_CLICKHOUSE_USER": unquote(url.username or "default"),
         "DBT_CLICKHOUSE_PASSWORD": unquote(url.password or ""),
-        "DBT_CLICKHOUSE_SCHEMA": database or database_name(settings),
+        "DBT_CLICKHOUSE_SCHEMA": database or settings.clickhouse_database,
         "DBT_CLICKHOUSE_SECURE": "True" if url.scheme == "clickhouses" else "False",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",

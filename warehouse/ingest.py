@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_driver import Client
@@ -65,15 +66,9 @@ def _dead_letter_row(msg: Message, exc: ContractError) -> dict[str, Any]:
         "detail": str(exc)[:4000],
         "answer_id": None,
         "payload_b64": base64.b64encode(msg.value() or b"").decode(),
-        "failed_at": _now(),
+        "failed_at": datetime.now(UTC),
         "event_id": f"ingest:{msg.topic()}:{msg.partition()}:{msg.offset()}",
     }
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 class Ingestor:

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,7 +305,3 @@ class ManagedPart(ABC):
 def describe_exc(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
-
-
-def env_without(keys: Sequence[str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in keys}

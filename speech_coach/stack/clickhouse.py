@@ -69,7 +69,7 @@ class ClickHousePart(ManagedPart):
     def after_start(self) -> None:
         from clickhouse_driver.errors import Error as ClickHouseError
 
-        database = urlsplit(self.address).path.strip("/") or self.settings.clickhouse.database
+        database = self.settings.clickhouse_database
         try:
             self._client().execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         except (ClickHouseError, OSError, EOFError) as exc:
