@@ -20,6 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m flink_jobs.connectors fetch
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned dependencies

@@ -140,6 +140,25 @@ class FfmpegSettings(BaseModel):
     path: Path | None = Field(None, description="ffmpeg executable. Unset: system ffmpeg, else imageio-ffmpeg.")
 
 
+class FlinkSettings(BaseModel):
+    jobmanager: str = Field(
+        "", description="Remote Flink JobManager REST address (host:port) to submit to. Empty: local MiniCluster."
+    )
+    parallelism: int = Field(1, ge=1, description="Default parallelism of each Flink job.")
+    checkpoint_interval_s: float = Field(10.0, gt=0, description="How often the Flink jobs checkpoint their state.")
+    checkpoint_dir: str = Field(
+        "", description="Checkpoint storage URI (file:// or s3://). Empty: <state dir>/flink/checkpoints."
+    )
+    restart_attempts: int = Field(
+        10, ge=0, description="Restarts a failing job gets (fixed delay) before the process gives up."
+    )
+    restart_delay_s: float = Field(5.0, ge=0, description="Pause between a failed job and its restart.")
+    lib_dir: Path | None = Field(
+        None,
+        description="Directory with the Kafka connector jars. Unset: <venv>/share/speech-coach/flink-lib.",
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_output: bool = Field(True, description="JSON lines (production) or coloured console lines.")
@@ -165,6 +184,7 @@ class Settings(BaseSettings):
     dagster: DagsterSettings = DagsterSettings()
     java: JavaSettings = JavaSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
+    flink: FlinkSettings = FlinkSettings()
     log: LogSettings = LogSettings()
 
     # Resolved endpoints: the one place that decides "external or local".

@@ -1,0 +1,182 @@
+"""What both Flink jobs share: the execution environment, Kafka source and sink, checkpoint recovery.
+
+Records cross the job boundary as raw bytes (`ByteArraySchema`), so a payload that fails its contract still
+reaches the job and becomes a dead letter with its original bytes, instead of failing inside the connector.
+Outputs are rows of (topic, key, value): one sink serves every output topic, and the key keeps the platform's
+partitioning and idempotency keys (answer id, learner window) that downstream consumers rely on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyflink.common import Configuration, Row, Types
+from pyflink.common.serialization import ByteArraySchema, RowFieldExtractorSchema
+from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+from pyflink.java_gateway import get_gateway
+
+from flink_jobs.connectors import connector_jars
+from speech_coach.contracts.events import Event, encode
+from speech_coach.contracts.topics import Topic
+from speech_coach.kafka import client_config, topic_name
+from speech_coach.settings import Settings
+from speech_coach.tools import find_java
+
+# (topic, key, value): the shape every job emits, written by `kafka_sink`.
+OUTPUT_TYPE = Types.ROW_NAMED(
+    ["topic", "key", "value"],
+    [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+)
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    checkpoints: str  # URI for Flink
+    local_checkpoints: Path | None  # the same, when it is a local directory we can search for recovery
+
+
+def job_paths(settings: Settings, job: str) -> JobPaths:
+    if settings.flink.checkpoint_dir:
+        base = settings.flink.checkpoint_dir.rstrip("/")
+        uri = f"{base}/{job}"
+        local = Path(uri.removeprefix("file://")) if uri.startswith("file://") else None
+        return JobPaths(uri, local)
+    local = settings.state_dir / "flink" / "checkpoints" / job
+    return JobPaths(local.as_uri(), local)
+
+
+def latest_checkpoint(directory: Path | None) -> Path | None:
+    """The newest completed checkpoint (one with `_metadata`) under a job's checkpoint directory."""
+    if directory is None or not directory.is_dir():
+        return None
+    done = [m.parent for m in directory.glob("*/chk-*/_metadata")]
+    if not done:
+        return None
+    return max(done, key=lambda p: (p.stat().st_mtime, int(p.name.removeprefix("chk-"))))
+
+
+def _prepare_process_env(settings: Settings) -> None:
+    """Java and the Python workers inherit this process's environment."""
+    java = find_java(settings)
+    os.environ["JAVA_HOME"] = str(java.home)
+    # The Python UDF workers must import this project and its dependencies exactly as the driver does.
+    paths = [p for p in sys.path if p and Path(p).exists()]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
+def environment(settings: Settings, job: str, *, restore: bool = True) -> StreamExecutionEnvironment:
+    """A configured environment: connector jars, checkpoints retained on disk, restore from the latest one."""
+    _prepare_process_env(settings)
+    paths = job_paths(settings, job)
+    conf = Configuration()
+    conf.set_string("pipeline.name", f"speech-coach-{job}")
+    conf.set_string("pipeline.jars", ";".join(j.as_uri() for j in connector_jars(settings)))
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.client.executable", sys.executable)
+    conf.set_string("execution.checkpointing.dir", paths.checkpoints)
+    # Kept after the process stops, so a restart (or a crash) resumes from the last checkpoint.
+    conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    conf.set_string("execution.checkpointing.num-retained", "3")
+    conf.set_string("restart-strategy.type", "fixed-delay")
+    conf.set_string("restart-strategy.fixed-delay.attempts", str(settings.flink.restart_attempts))
+    conf.set_string("restart-strategy.fixed-delay.delay", f"{int(settings.flink.restart_delay_s * 1000)} ms")
+    # Small local footprint; a real cluster sizes its TaskManagers itself.
+    conf.set_string("taskmanager.memory.managed.size", "64m")
+    conf.set_string("python.fn-execution.bundle.time", "100")
+    if restore and (chk := latest_checkpoint(paths.local_checkpoints)) is not None:
+        conf.set_string("execution.state-recovery.path", chk.as_uri())
+    if settings.flink.jobmanager:
+        host, _, port = settings.flink.jobmanager.rpartition(":")
+        conf.set_string("execution.target", "remote")
+        conf.set_string("rest.address", host)
+        conf.set_string("rest.port", port)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(settings.flink.parallelism)
+    env.enable_checkpointing(int(settings.flink.checkpoint_interval_s * 1000), CheckpointingMode.AT_LEAST_ONCE)
+    return env
+
+
+def recovered_from(env_config: Any) -> str | None:
+    value = env_config.get_string("execution.state-recovery.path", "")
+    return value or None
+
+
+def _kafka_properties(settings: Settings) -> dict[str, str]:
+    # librdkafka names and Java client names agree for these; SASL needs the Java JAAS form.
+    conf = client_config(settings)
+    props = {"security.protocol": str(conf["security.protocol"])}
+    if settings.kafka.sasl_mechanism:
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if settings.kafka.sasl_mechanism.upper() == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        password = settings.kafka.sasl_password.get_secret_value()
+        props |= {
+            "sasl.mechanism": settings.kafka.sasl_mechanism,
+            "sasl.jaas.config": f'{module} required username="{settings.kafka.sasl_username}" password="{password}";',
+        }
+    return props
+
+
+def _committed_else_earliest() -> KafkaOffsetsInitializer:
+    # PyFlink names the shaded kafka-clients class of the SQL connector jar; the plain connector jar used here
+    # has kafka-clients unshaded beside it, so build the initializer through the gateway.
+    jvm = get_gateway().jvm
+    strategy = jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST
+    initializer = jvm.org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer
+    return KafkaOffsetsInitializer(initializer.committedOffsets(strategy))
+
+
+def kafka_source(settings: Settings, topics: list[Topic], group_id: str) -> KafkaSource:
+    """Raw bytes from the given topics; resumes from the group's committed offsets, else the beginning."""
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(settings.kafka_bootstrap)
+        .set_topics(*[topic_name(settings, t) for t in topics])
+        .set_group_id(group_id)
+        # Tansu reports "latest" wrongly, and nothing may be skipped anyway.
+        .set_starting_offsets(_committed_else_earliest())
+        .set_value_only_deserializer(ByteArraySchema())
+        .set_property("commit.offsets.on.checkpoint", "true")
+        .set_property("partition.discovery.interval.ms", "10000")
+    )
+    for key, value in _kafka_properties(settings).items():
+        builder = builder.set_property(key, value)
+    return builder.build()
+
+
+def kafka_sink(settings: Settings) -> KafkaSink:
+    """Writes OUTPUT_TYPE rows to their topic, with their key. At-least-once: consumers are idempotent by key."""
+    serializer = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic_selector(lambda row: row[0])
+        .set_key_serialization_schema(RowFieldExtractorSchema(1))
+        .set_value_serialization_schema(RowFieldExtractorSchema(2))
+        .build()
+    )
+    builder = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.kafka_bootstrap)
+        .set_record_serializer(serializer)
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    )
+    for key, value in _kafka_properties(settings).items():
+        builder = builder.set_property(key, value)
+    return builder.build()
+
+
+def output(settings: Settings, event: Event) -> Row:
+    """An event as an OUTPUT_TYPE row for its own topic."""
+    return Row(topic_name(settings, event.TOPIC), event.key(), encode(event))
