@@ -112,6 +112,11 @@ class WarehouseSettings(BaseModel):
     ingest_group_id: str = Field("speech-coach-warehouse", description="Kafka consumer group of ingestion.")
     ingest_batch_size: int = Field(5000, ge=1, description="Most records ingestion inserts per batch.")
     ingest_batch_timeout_s: float = Field(2.0, gt=0, description="Longest wait to fill a batch.")
+    ingest_health_port: Port = Field(
+        59310, description="Port of the ingestion service's /healthz, /readyz and /metrics."
+    )
+
+    _port = field_validator("ingest_health_port")(_check_port)
 
 
 class PrivacySettings(BaseModel):
@@ -159,6 +164,18 @@ class FlinkSettings(BaseModel):
     )
 
 
+class TelemetrySettings(BaseModel):
+    otlp_endpoint: str = Field(
+        "", description="OTLP/HTTP collector base URL, e.g. http://otel-collector:4318. Empty: tracing is a no-op."
+    )
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="Share of new traces recorded (parents decide below).")
+    export_timeout_s: float = Field(5.0, gt=0, description="Timeout of one span export to the collector.")
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="Address the services' /healthz, /readyz and /metrics listen on (0.0.0.0 in containers).",
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_output: bool = Field(True, description="JSON lines (production) or coloured console lines.")
@@ -185,6 +202,7 @@ class Settings(BaseSettings):
     java: JavaSettings = JavaSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
     flink: FlinkSettings = FlinkSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     log: LogSettings = LogSettings()
 
     # Resolved endpoints: the one place that decides "external or local".

@@ -45,14 +45,13 @@ def using_servers_of(stack: Stack, state_dir, **overrides):  # type: ignore[no-u
     from speech_coach.settings import ClickHouseSettings, KafkaSettings, PostgresSettings, S3Settings
 
     s = stack.settings
-    return isolated_settings(
-        state_dir,
-        postgres=PostgresSettings(url=s.postgres_url),
-        kafka=KafkaSettings(bootstrap_servers=s.kafka_bootstrap),
-        clickhouse=ClickHouseSettings(url=s.clickhouse_url),
-        s3=S3Settings(endpoint_url=s.s3_endpoint),
-        **overrides,
-    )
+    servers = {
+        "postgres": PostgresSettings(url=s.postgres_url),
+        "kafka": KafkaSettings(bootstrap_servers=s.kafka_bootstrap),
+        "clickhouse": ClickHouseSettings(url=s.clickhouse_url),
+        "s3": S3Settings(endpoint_url=s.s3_endpoint),
+    }
+    return isolated_settings(state_dir, **(servers | overrides))
 
 
 def unique(prefix: str) -> str:

@@ -159,15 +159,26 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     import json
     import urllib.request
 
-    from speech_coach.settings import DagsterSettings
+    from speech_coach.settings import DagsterSettings, WarehouseSettings
     from speech_coach.stack.isolated import free_port_block
     from tests.conftest import using_servers_of
 
-    settings = using_servers_of(stack, tmp_path / "state", dagster=DagsterSettings(port=free_port_block(1)))
+    ports = free_port_block(2)
+    from speech_coach.settings import KafkaSettings
+    from tests.conftest import unique
+
+    settings = using_servers_of(
+        stack,
+        tmp_path / "state",
+        dagster=DagsterSettings(port=ports),
+        warehouse=WarehouseSettings(ingest_health_port=ports + 1),
+        # The ingestion service consumes these; other tests' topics are not its business.
+        kafka=KafkaSettings(bootstrap_servers=stack.settings.kafka_bootstrap, topic_prefix=unique("t") + "."),
+    )
     platform = Stack(settings, platform=True)
     result = platform.up()
     try:
-        assert result.started == ["dagster-ui", "dagster-daemon"]
+        assert result.started == ["ingest", "dagster-ui", "dagster-daemon"]
         query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{settings.dagster.port}/graphql", data=query,
@@ -177,6 +188,6 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
             keys = {"/".join(n["assetKey"]["path"]) for n in json.loads(response.read())["data"]["assetNodes"]}
         assert {"warehouse_schema", "raw/dim_questions", "research_answers", "research_export"} <= keys
         states = {st.name: st.state for st in platform.status()}
-        assert states["dagster-ui"] == states["dagster-daemon"] == "healthy"
+        assert states["dagster-ui"] == states["dagster-daemon"] == states["ingest"] == "healthy"
     finally:
-        assert platform.down() == ["dagster-daemon", "dagster-ui"]
+        assert platform.down() == ["dagster-daemon", "dagster-ui", "ingest"]

@@ -73,3 +73,26 @@ def test_env_example_defaults_match_the_code(monkeypatch: pytest.MonkeyPatch, tm
     example = Settings(_env_file=ROOT / ".env.example")  # type: ignore[call-arg]
     default = Settings(_env_file=None)  # type: ignore[call-arg]
     assert example.model_dump() == default.model_dump()
+
+
+def test_settings_env_round_trips_every_setting(tmp_path) -> None:
+    """A child process started with settings_env resolves exactly the parent's settings."""
+    import os
+    from unittest import mock
+
+    from speech_coach.settings import Settings
+    from speech_coach.stack.isolated import settings_env
+    from tests.conftest import make_settings
+
+    parent = make_settings(
+        tmp_path,
+        kafka={"bootstrap_servers": "broker-1:9092,broker-2:9092", "topic_prefix": "staging."},
+        clickhouse={"url": "clickhouse://u:p@ch:9000/wh"},
+        s3={"secret_key": "s3cr3t-value"},
+        java={"home": tmp_path / "jdk"},
+        dagster={"enabled": False},
+    )
+    with mock.patch.dict(os.environ, settings_env(parent), clear=True):
+        child = Settings(_env_file=None)
+    assert child.model_dump() == parent.model_dump()
+    assert child.s3.secret_key.get_secret_value() == "s3cr3t-value"

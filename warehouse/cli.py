@@ -65,11 +65,20 @@ def ingest_cmd(
     follow: bool = typer.Option(False, "--follow", help="keep ingesting until interrupted"),
     idle: float = typer.Option(5.0, help="stop after this many seconds without new records"),
 ) -> None:
-    """Ingest the Kafka topics into the raw tables."""
+    """Ingest the Kafka topics into the raw tables (`--follow`: as a service with health and metrics)."""
     from warehouse.ingest import Ingestor
 
+    if follow:
+        from speech_coach.logging import configure_logging
+        from warehouse.service import serve
+
+        settings = Settings()
+        configure_logging(settings.log.level, settings.log.json_output, settings.secret_values())
+        serve(settings)
+        return
+
     with console.status("ingesting..."), Ingestor(Settings()) as ingestor:
-        stats = ingestor.run(until_idle_s=None if follow else idle)
+        stats = ingestor.run(until_idle_s=idle)
     table = Table(title=f"Ingested {stats.messages} records in {stats.batches} batches")
     table.add_column("table")
     table.add_column("rows", justify="right")

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_driver import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
 
 from speech_coach.contracts import ContractError, LearnerDeletionRequest, Topic, decode
 from speech_coach.kafka import consumer_config, ensure_topics, topic_name
@@ -35,6 +37,17 @@ from warehouse.lag import consumer_lag
 from warehouse.rows import LEARNER_TABLES, rows_for
 
 log = get_logger(__name__)
+
+RECORDS = Counter("speech_coach_ingest_records_total", "Kafka records ingested", ["topic"])
+ROWS = Counter("speech_coach_ingest_rows_total", "Rows inserted into the raw tables", ["table"])
+DEAD_LETTERS = Counter(
+    "speech_coach_ingest_dead_letters_total", "Records that failed their contract, kept as dead letters", ["topic"]
+)
+BATCH_SECONDS = Histogram(
+    "speech_coach_ingest_batch_seconds", "Time to insert and commit one batch", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5)
+)
+LAST_BATCH = Gauge("speech_coach_ingest_last_batch_timestamp_seconds", "When the last batch was committed")
+LAG = Gauge("speech_coach_ingest_lag_records", "Records not yet ingested", ["topic", "partition"])
 
 
 @dataclass
@@ -100,16 +113,26 @@ class Ingestor:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def run(self, *, until_idle_s: float | None = 5.0, max_seconds: float | None = None) -> IngestStats:
-        """Ingest batches until nothing arrived for `until_idle_s` (None: forever) or `max_seconds` passed."""
+    def run(
+        self,
+        *,
+        until_idle_s: float | None = 5.0,
+        max_seconds: float | None = None,
+        stop: threading.Event | None = None,
+        on_poll: Callable[[], None] | None = None,
+    ) -> IngestStats:
+        """Ingest batches until nothing arrived for `until_idle_s` (None: forever), `max_seconds` passed or
+        `stop` is set. `on_poll` runs after every poll, so a service can report liveness."""
         total = IngestStats()
         started = last_data = time.monotonic()
-        while True:
+        while stop is None or not stop.is_set():
             messages = self.consumer.consume(
                 num_messages=self.settings.warehouse.ingest_batch_size,
                 timeout=self.settings.warehouse.ingest_batch_timeout_s,
             )
             now = time.monotonic()
+            if on_poll is not None:
+                on_poll()
             if messages:
                 total.merge(self.process(messages))
                 last_data = now
@@ -120,8 +143,15 @@ class Ingestor:
                 return total
             if max_seconds is not None and now - started >= max_seconds:
                 return total
+        return total
 
     def process(self, messages: Sequence[Message]) -> IngestStats:
+        with BATCH_SECONDS.time():
+            stats = self._process(messages)
+        LAST_BATCH.set_to_current_time()
+        return stats
+
+    def _process(self, messages: Sequence[Message]) -> IngestStats:
         stats = IngestStats(batches=1)
         by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
         ranges: dict[str, dict[tuple[str, int], list[int]]] = defaultdict(dict)
@@ -132,6 +162,7 @@ class Ingestor:
                     continue
                 raise KafkaException(msg.error())
             stats.messages += 1
+            RECORDS.labels(msg.topic()).inc()
             meta = {"_topic": msg.topic(), "_partition": msg.partition(), "_offset": msg.offset()}
             topic = self.topics[msg.topic()]
             try:
@@ -143,6 +174,7 @@ class Ingestor:
                 log.warning("warehouse.dead_letter", topic=msg.topic(), offset=msg.offset(), reason=exc.reason)
                 rows = [("raw_dead_letters", _dead_letter_row(msg, exc))]
                 stats.dead_letters += 1
+                DEAD_LETTERS.labels(msg.topic()).inc()
             for table, row in rows:
                 by_table[table].append(row | meta)
                 span = ranges[table].setdefault((msg.topic(), msg.partition()), [msg.offset(), msg.offset()])
@@ -155,7 +187,9 @@ class Ingestor:
                 stats.skipped_deleted += len(rows) - len(kept)
                 rows = kept
             token = hashlib.sha256(repr(sorted(ranges[table].items())).encode()).hexdigest()
-            stats.rows[table] += insert(self.client, table, rows, dedup_token=f"{table}:{token}")
+            inserted = insert(self.client, table, rows, dedup_token=f"{table}:{token}")
+            stats.rows[table] += inserted
+            ROWS.labels(table).inc(inserted)
         if deletions:
             self.erase(deletions)
             stats.deleted_learners += len(set(deletions))
@@ -183,5 +217,8 @@ class Ingestor:
         log.info("warehouse.learners_erased", count=len(ids))
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Records not yet ingested, per topic and partition."""
-        return consumer_lag(self.settings, self.group_id, self.topics.values())
+        """Records not yet ingested, per topic and partition (also published as a gauge)."""
+        lag = consumer_lag(self.settings, self.group_id, self.topics.values())
+        for (topic, partition), n in lag.items():
+            LAG.labels(topic, str(partition)).set(n)
+        return lag

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, SecretStr
 
 from speech_coach.settings import (
     ClickHouseSettings,
@@ -57,14 +60,31 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The local-stack part of `settings` as SC_* environment variables, for child processes."""
-    return {
-        "SC_STACK__STATE_DIR": str(settings.stack.state_dir),
-        "SC_STACK__START_TIMEOUT_S": str(settings.stack.start_timeout_s),
-        "SC_POSTGRES__PORT": str(settings.postgres.port),
-        "SC_KAFKA__PORT": str(settings.kafka.port),
-        "SC_CLICKHOUSE__TCP_PORT": str(settings.clickhouse.tcp_port),
-        "SC_CLICKHOUSE__HTTP_PORT": str(settings.clickhouse.http_port),
-        "SC_S3__PORT": str(settings.s3.port),
-        "SC_S3__INTERNAL_PORT_BASE": str(settings.s3.internal_port_base),
-    }
+    """Every setting as an SC_* variable, so a child process resolves exactly these settings.
+
+    Whole, not just the local ports: a child of a stack that uses external servers, a topic prefix or other
+    overrides must see them too, or it quietly talks to the defaults.
+    """
+    env: dict[str, str] = {}
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            key = f"{prefix}{name.upper()}"
+            if isinstance(value, BaseModel):
+                walk(value, f"{key}__")
+            elif value is None:
+                continue
+            elif isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif isinstance(value, bool):
+                env[key] = "true" if value else "false"
+            elif isinstance(value, Path):
+                env[key] = str(value.expanduser().resolve())  # children may run in another directory
+            elif isinstance(value, list | tuple | set | dict):
+                env[key] = json.dumps(sorted(value) if isinstance(value, set) else value)
+            else:
+                env[key] = str(value)
+
+    walk(settings, "SC_")
+    return env

@@ -1,0 +1,120 @@
+"""`/healthz`, `/readyz` and `/metrics` on one small threaded HTTP server.
+
+A plain WSGI server on a thread, not an event loop, so the same code serves the asyncio bot, the blocking
+ingestion loop and a Flink driver process. Liveness says the process still makes progress; readiness says its
+dependencies answer, so an orchestrator can stop sending work without restarting the process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+
+# A readiness check returns None when the dependency answers, else the reason it does not.
+ReadyCheck = Callable[[], str | None]
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # probes every few seconds would drown the service's structured logs
+
+
+class HealthServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ready_checks: Mapping[str, ReadyCheck] | None = None,
+        stall_after_s: float | None = None,
+        registry: CollectorRegistry = REGISTRY,
+        check_timeout_s: float = 3.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.ready_checks = dict(ready_checks or {})
+        self.stall_after_s = stall_after_s
+        self.check_timeout_s = check_timeout_s
+        self._beat = time.monotonic()
+        self._metrics = make_wsgi_app(registry)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
+
+    def beat(self) -> None:
+        """Called by the service's main loop: liveness fails once beats stop for `stall_after_s`."""
+        self._beat = time.monotonic()
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.host}:{self.bound_port}"
+
+    @property
+    def bound_port(self) -> int:
+        return self._server.server_port if self._server else self.port
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        idle = time.monotonic() - self._beat
+        alive = self.stall_after_s is None or idle <= self.stall_after_s
+        return alive, {"status": "ok" if alive else "stalled", "seconds_since_progress": round(idle, 1)}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        futures = {name: self._pool.submit(check) for name, check in self.ready_checks.items()}
+        results: dict[str, str] = {}
+        for name, future in futures.items():
+            try:
+                reason = future.result(timeout=self.check_timeout_s)
+            except FutureTimeout:
+                reason = f"no answer within {self.check_timeout_s:g} s"
+            except Exception as exc:  # a failing check means "not ready", never a crashed probe
+                reason = f"{type(exc).__name__}: {exc}"
+            results[name] = "ok" if reason is None else reason
+        ready = all(v == "ok" for v in results.values())
+        return ready, {"status": "ready" if ready else "not ready", "checks": results}
+
+    def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            body: Iterable[bytes] = self._metrics(environ, start_response)
+            return body
+        if path in ("/healthz", "/readyz"):
+            ok, payload = self.liveness() if path == "/healthz" else self.readiness()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
+            return [json.dumps(payload).encode()]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found: use /healthz, /readyz or /metrics\n"]
+
+    def start(self) -> HealthServer:
+        self._server = make_server(
+            self.host, self.port, self._app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,71 @@
+"""The platform's own long-running services on the local stack (`make run`), each a Python process with
+`/healthz`, `/readyz` and `/metrics`. The core starts them by command; it never imports a runtime.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from speech_coach.settings import Settings
+from speech_coach.stack.base import ManagedPart
+from speech_coach.stack.isolated import settings_env
+
+
+class ServicePart(ManagedPart):
+    """One service: `command` runs it, `health_port` answers its probes."""
+
+    port_setting = ""
+
+    def __init__(self, settings: Settings, name: str, command: list[str], health_port: int, port_setting: str) -> None:
+        super().__init__(settings)
+        self.name = name
+        self._command = command
+        self.health_port = health_port
+        self.port_setting = port_setting
+
+    @property
+    def external(self) -> bool:
+        return False
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.host}:{self.health_port}"
+
+    def ports(self) -> list[int]:
+        return [self.health_port]
+
+    def port_setting_hint(self) -> str:
+        return self.port_setting
+
+    def command(self) -> list[str]:
+        return self._command
+
+    def env(self) -> dict[str, str]:
+        # The settings this CLI resolved, so the service reaches the same servers.
+        return super().env() | settings_env(self.settings) | {"SC_TELEMETRY__BIND_HOST": self.host}
+
+    def check(self) -> str | None:
+        try:
+            with urllib.request.urlopen(f"{self.address}/readyz", timeout=3) as response:  # noqa: S310 - loopback
+                return None if response.status == 200 else f"readyz answered {response.status}"
+        except urllib.error.HTTPError as exc:
+            return f"readyz answered {exc.code}: {exc.read()[:200].decode(errors='replace')}"
+        except (urllib.error.URLError, OSError) as exc:
+            return str(exc)
+
+
+def _script(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def ingest_part(settings: Settings) -> ServicePart:
+    return ServicePart(
+        settings,
+        "ingest",
+        [_script("speech-coach"), "warehouse", "ingest", "--follow"],
+        settings.warehouse.ingest_health_port,
+        "SC_WAREHOUSE__INGEST_HEALTH_PORT",
+    )

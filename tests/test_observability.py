@@ -1,0 +1,178 @@
+"""Health endpoints, Prometheus metrics and trace propagation, on real servers and real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.parser import text_string_to_metric_families
+
+from speech_coach.observability import (
+    HealthServer,
+    context_from_headers,
+    context_from_traceparent,
+    current_traceparent,
+    kafka_headers,
+    setup_tracing,
+    tracer,
+)
+from speech_coach.observability.tracing import shutdown_tracing
+from speech_coach.settings import Settings
+from speech_coach.stack.isolated import free_port_block
+from tests.conftest import make_settings
+from tests.test_contracts import samples
+from tests.test_warehouse import produce, wh_settings  # noqa: F401 - the fixture is used by name
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    _, body = get(f"{url}/metrics")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def test_health_server_reports_liveness_readiness_and_metrics() -> None:
+    registry = CollectorRegistry()
+    answers = Counter("demo_answers_total", "answers", registry=registry)
+    broken = {"reason": "connection refused"}
+    health = HealthServer(
+        "127.0.0.1",
+        free_port_block(1),
+        ready_checks={"db": lambda: None, "kafka": lambda: broken["reason"], "slow": lambda: time.sleep(5)},
+        stall_after_s=0.5,
+        registry=registry,
+        check_timeout_s=0.5,
+    )
+    with health:
+        code, body = get(f"{health.address}/readyz")
+        assert code == 503
+        checks = json.loads(body)["checks"]
+        assert checks == {"db": "ok", "kafka": "connection refused", "slow": "no answer within 0.5 s"}
+        health.ready_checks = {"db": lambda: None, "kafka": lambda: None}
+        assert get(f"{health.address}/readyz")[0] == 200
+
+        health.beat()
+        assert get(f"{health.address}/healthz")[0] == 200
+        time.sleep(0.7)  # no beat: the main loop is stuck
+        code, body = get(f"{health.address}/healthz")
+        assert code == 503 and json.loads(body)["status"] == "stalled"
+
+        answers.inc(3)
+        assert scrape(health.address)[("demo_answers_total", ())] == 3
+        assert get(f"{health.address}/nope")[0] == 404
+
+
+@pytest.mark.stack
+def test_ingestion_service_exposes_progress_lag_and_dead_letters(wh_settings: Settings) -> None:  # noqa: F811
+    from warehouse.service import serve
+
+    port = free_port_block(1)
+    settings = wh_settings.model_copy(
+        update={"warehouse": wh_settings.warehouse.model_copy(update={"ingest_health_port": port})}
+    )
+    events = samples()[:-2]
+    feedback_topic = next(e for e in events if e.EVENT_TYPE == "feedback_result").TOPIC
+    from speech_coach.kafka import topic_name
+
+    produce(settings, events, [(topic_name(settings, feedback_topic), b"{broken")])
+    stop = threading.Event()
+    worker = threading.Thread(target=serve, args=(settings, stop), daemon=True)
+    worker.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        ingested = 0.0
+        feedback = topic_name(settings, feedback_topic)
+        while time.monotonic() < deadline:
+            try:
+                metrics = scrape(url)
+            except OSError:
+                time.sleep(0.5)
+                continue
+            ingested = sum(v for (n, labels), v in metrics.items() if n == "speech_coach_ingest_records_total"
+                           and dict(labels)["topic"].startswith(settings.kafka.topic_prefix))  # fmt: skip
+            if ingested >= len(events) + 1:
+                break
+            time.sleep(0.5)
+        assert ingested == len(events) + 1
+        assert metrics[("speech_coach_ingest_dead_letters_total", (("topic", feedback),))] >= 1
+        assert metrics[("speech_coach_ingest_rows_total", (("table", "raw_feedback"),))] >= 1
+        assert get(f"{url}/readyz")[0] == 200
+        assert get(f"{url}/healthz")[0] == 200
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive(), "SIGTERM-style stop must end the ingestion loop"
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """A local OTLP/HTTP collector: decodes the protobuf export requests the real exporter sends."""
+
+    spans: list[tuple[str, str, str]] = []  # (service, span name, trace id)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.append((attrs["service.name"], span.name, span.trace_id.hex()))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_trace_context_crosses_kafka_headers_and_event_fields(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = make_settings(
+        tmp_path, telemetry={"otlp_endpoint": f"http://127.0.0.1:{server.server_port}", "sample_ratio": 1.0}
+    )
+    try:
+        assert setup_tracing(settings, "speech-coach-test")
+        with tracer("bot").start_as_current_span("bot.publish") as publish:
+            headers = kafka_headers()
+            field = current_traceparent()
+        trace_id = format(publish.get_span_context().trace_id, "032x")
+        assert field is not None and field.split("-")[1] == trace_id
+        # The consumer side: one context from the headers, one from the event field; both continue the trace.
+        with tracer("job").start_as_current_span("job.transcribe", context=context_from_headers(headers)) as a:
+            pass
+        with tracer("bot").start_as_current_span("bot.deliver", context=context_from_traceparent(field)) as b:
+            pass
+        assert {format(s.get_span_context().trace_id, "032x") for s in (a, b)} == {trace_id}
+        shutdown_tracing()
+        names = {(name, tid) for _, name, tid in _Collector.spans}
+        assert {("bot.publish", trace_id), ("job.transcribe", trace_id), ("bot.deliver", trace_id)} <= names
+    finally:
+        server.shutdown()
+
+
+def test_tracing_is_a_no_op_without_an_endpoint(tmp_path: Path) -> None:
+    assert not setup_tracing(make_settings(tmp_path), "speech-coach-test")
+    # An incoming context is still passed on, so a traced upstream is not cut off by an untraced hop.
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert current_traceparent(context_from_traceparent(parent)) == parent
+    assert context_from_headers(None) is not None
