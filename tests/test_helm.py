@@ -177,7 +177,12 @@ def test_flink_jobs_run_pyflink_in_application_mode_with_s3_state(rendered: list
         args = spec["job"]["args"]
         assert re.fullmatch(r"flink_jobs\.\w+\.main", args[args.index("-pym") + 1]), name
         conf = spec["flinkConfiguration"]
-        for key in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir", "high-availability.storageDir"):
+        state_dirs = (
+            "execution.checkpointing.dir",
+            "execution.checkpointing.savepoint-dir",
+            "high-availability.storageDir",
+        )
+        for key in state_dirs:
             assert conf[key].startswith("s3://"), f"{name}: {key}"
         assert len(name) <= 45, "Flink cluster ids are at most 45 characters"
 
@@ -281,8 +286,9 @@ def test_bad_values_are_rejected_naming_the_path(override: dict[str, Any], path:
 
 def test_good_values_stay_accepted() -> None:
     # The schema is not just strict: reasonable variations of the minimal install pass.
-    render(merge(load_values(CI / "minimal-values.yaml"), {"bot": {"enabled": False, "webhookUrl": ""}}))
-    render(merge(load_values(CI / "minimal-values.yaml"), {"kafka": {"bootstrapServers": "", "strimzi": {"enabled": True}}}))
+    minimal = load_values(CI / "minimal-values.yaml")
+    render(merge(minimal, {"bot": {"enabled": False, "webhookUrl": ""}}))
+    render(merge(minimal, {"kafka": {"bootstrapServers": "", "strimzi": {"enabled": True}}}))
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -366,5 +372,5 @@ def test_every_rendered_setting_is_known_or_listed_for_reconciliation() -> None:
 def test_deploy_guide_covers_the_install() -> None:
     text = (ROOT / "docs" / "deploy.md").read_text()
     for needle in ("helm dependency update", "cert-manager", "Flink Kubernetes Operator", "Strimzi",
-                   "kubectl create secret", "helm install", "docker build", "helm-python-sdk"):  # fmt: skip
+                   "create secret generic", "helm install", "docker build", "helm-python-sdk"):  # fmt: skip
         assert needle in text, needle
