@@ -318,7 +318,7 @@ def test_dockerfile_parses_and_builds_every_runtime_target() -> None:
     manifests = render(load_values(CI / "production-values.yaml"))
     images = {c.get("image", "") for _, s in pod_specs(manifests) for c in s["containers"]}
     images |= {m["spec"]["image"] for m in by_kind(manifests, "FlinkDeployment").values()}
-    targets = {re.search(r"/speech-coach-([a-z]+)[@:]", i).group(1) for i in images if "/speech-coach-" in i}  # type: ignore[union-attr]
+    targets = {m.group(1) for i in images if (m := re.search(r"/speech-coach-([a-z]+)[@:]", i))}
     targets.add("dagster")
     assert targets == {"bot", "ingest", "flink", "dagster"}
     assert targets <= set(stages), f"missing targets: {targets - set(stages)}"
