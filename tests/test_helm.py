@@ -1,0 +1,376 @@
+"""The Helm chart in deploy/helm, rendered and linted offline; no cluster and no servers.
+
+Helm itself runs as a library (helm-python-sdk: Helm v4 behind a C ABI), so rendering, linting and
+values.schema.json validation are Helm's own. Every rendered manifest is checked against the Kubernetes JSON
+schemas of a fixed version (kubernetes-validate, strict: unknown fields fail); the CRDs this chart uses
+(FlinkDeployment, Strimzi Kafka and KafkaNodePool) against the schemas in the chart's ci/schemas/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "deploy" / "helm" / "speech-coach"
+CI = CHART / "ci"
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+KUBE_VERSION = "1.33.0"
+RELEASE, NAMESPACE = "speech-coach", "coach"
+VALUES_FILES = sorted(CI.glob("*-values.yaml"))
+CRD_SCHEMAS = {
+    ("flink.apache.org/v1beta1", "FlinkDeployment"): "flinkdeployment-flink-v1beta1.json",
+    ("kafka.strimzi.io/v1beta2", "Kafka"): "kafka-kafka-v1beta2.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): "kafkanodepool-kafka-v1beta2.json",
+}
+# Setting names that map to secrets: they may only ever come from a secretKeyRef.
+SECRET_ENV = {
+    "SC_BOT__TOKEN",
+    "SC_BOT__WEBHOOK_SECRET",
+    "SC_OPENAI__API_KEY",
+    "SC_PRIVACY__PSEUDONYM_KEY",
+    "SC_S3__ACCESS_KEY",
+    "SC_S3__SECRET_KEY",
+    "SC_POSTGRES__URL",
+    "SC_CLICKHOUSE__URL",
+    "SC_KAFKA__SASL_PASSWORD",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "CLICKHOUSE_PASSWORD",
+}
+
+
+def load_values(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    with helm.Chart.load(CHART) as chart:
+        rendered = chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+    docs = []
+    for path, text in rendered.items():
+        if path.endswith(".txt"):
+            continue
+        docs += [doc for doc in yaml.safe_load_all(text) if doc]
+    return docs
+
+
+def pod_specs(manifests: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind/name, pod spec) of every workload, FlinkDeployment pod templates included."""
+    specs = []
+    for m in manifests:
+        name = f"{m['kind']}/{m['metadata']['name']}"
+        if m["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            specs.append((name, m["spec"]["template"]["spec"]))
+        elif m["kind"] == "FlinkDeployment":
+            specs.append((name, m["spec"]["podTemplate"]["spec"]))
+    return specs
+
+
+def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+@pytest.fixture(scope="module", params=VALUES_FILES, ids=lambda p: p.name)
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(load_values(request.param))
+
+
+def test_values_files_exist() -> None:
+    names = {p.name for p in VALUES_FILES}
+    assert {"minimal-values.yaml", "production-values.yaml", "external-services-values.yaml"} <= names
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=lambda p: p.name)
+def test_helm_lint(values_file: Path) -> None:
+    report = helm.lint(CHART, load_values(values_file), namespace=NAMESPACE, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    warnings = [m["error"] for m in report["messages"] if m["severity"] >= 2]
+    # The Dagster chart is fetched by `helm dependency update`, which needs the network; see the stub test below.
+    assert warnings == ["chart directory is missing these dependencies: dagster"]
+
+
+def test_every_manifest_matches_the_kubernetes_schemas(rendered: list[dict[str, Any]]) -> None:
+    assert rendered
+    for m in rendered:
+        where = f"{m['kind']}/{m['metadata']['name']}"
+        crd = CRD_SCHEMAS.get((m["apiVersion"], m["kind"]))
+        try:
+            if crd:
+                schema = json.loads((CI / "schemas" / crd).read_text())
+                jsonschema.validate(m, schema, cls=jsonschema.Draft202012Validator)
+            else:
+                kubernetes_validate.validate(m, KUBE_VERSION, strict=True)
+        except jsonschema.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.absolute_path)
+            pytest.fail(f"{where}: {path}: {exc.message}")
+    # A FlinkDeployment's pod template is a core/v1 Pod that the operator merges into its pods.
+    for m in by_kind(rendered, "FlinkDeployment").values():
+        kubernetes_validate.validate(m["spec"]["podTemplate"], KUBE_VERSION, strict=True)
+
+
+def test_pods_run_non_root_with_resources(rendered: list[dict[str, Any]]) -> None:
+    specs = pod_specs(rendered)
+    assert specs
+    for name, spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        assert spec.get("automountServiceAccountToken") is False or name.startswith("FlinkDeployment/"), name
+        for c in spec["containers"]:
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+            if name.startswith("FlinkDeployment/"):
+                continue  # the operator sets resources from spec.jobManager/taskManager.resource
+            assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"], name
+    # Our own images run with a read-only root filesystem and an emptyDir /tmp; Flink's and ClickHouse's
+    # entrypoints write their configuration at start.
+    own = [(name, spec) for name, spec in specs if name.endswith(("-bot", "-ingest", "-migrate"))]
+    assert own
+    for name, spec in own:
+        (container,) = spec["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], name
+
+
+def test_secrets_come_only_from_secret_refs(rendered: list[dict[str, Any]]) -> None:
+    assert not [m for m in rendered if m["kind"] == "Secret"], "the chart must never render secret values"
+    for m in by_kind(rendered, "ConfigMap").values():
+        assert not SECRET_ENV & set(m["data"]), m["metadata"]["name"]
+    for name, spec in pod_specs(rendered):
+        for c in spec["containers"]:
+            for env in c.get("env", []):
+                if env["name"] in SECRET_ENV:
+                    assert "value" not in env and "secretKeyRef" in env["valueFrom"], f"{name}: {env['name']}"
+
+
+def test_bot_is_a_webhook_deployment_with_probes_and_pdb(rendered: list[dict[str, Any]]) -> None:
+    bot = by_kind(rendered, "Deployment")[f"{RELEASE}-bot"]
+    container = bot["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SC_BOT__WEBHOOK_URL"]["value"].startswith("https://")
+    assert {"SC_BOT__TOKEN", "SC_BOT__WEBHOOK_SECRET"} <= set(env)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    pdb = by_kind(rendered, "PodDisruptionBudget")[f"{RELEASE}-bot"]
+    assert pdb["spec"]["selector"]["matchLabels"] == bot["spec"]["selector"]["matchLabels"]
+    policies = by_kind(rendered, "NetworkPolicy")
+    assert f"{RELEASE}-default-deny" in policies and f"{RELEASE}-bot" in policies
+
+
+def test_flink_jobs_run_pyflink_in_application_mode_with_s3_state(rendered: list[dict[str, Any]]) -> None:
+    jobs = by_kind(rendered, "FlinkDeployment")
+    assert f"{RELEASE}-answers" in jobs
+    for name, m in jobs.items():
+        spec = m["spec"]
+        assert spec["flinkVersion"].startswith("v2_")
+        assert spec["job"]["entryClass"] == "org.apache.flink.client.python.PythonDriver"
+        args = spec["job"]["args"]
+        assert re.fullmatch(r"flink_jobs\.\w+\.main", args[args.index("-pym") + 1]), name
+        conf = spec["flinkConfiguration"]
+        state_dirs = (
+            "execution.checkpointing.dir",
+            "execution.checkpointing.savepoint-dir",
+            "high-availability.storageDir",
+        )
+        for key in state_dirs:
+            assert conf[key].startswith("s3://"), f"{name}: {key}"
+        assert len(name) <= 45, "Flink cluster ids are at most 45 characters"
+
+
+def test_dagster_dependency_is_declared_and_wired() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    (dep,) = chart["dependencies"]
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"dagster=={dep['version']}" in pinned, "the Dagster chart version equals the dagster release"
+    assert dep["name"] == "dagster" and dep["repository"] == "https://dagster-io.github.io/helm"
+    assert dep["condition"] == "dagster.enabled"
+
+    values = load_values(CHART / "values.yaml")
+    manifests = render(load_values(CI / "minimal-values.yaml"))
+    configmap = next(iter(by_kind(manifests, "ConfigMap")))
+    dagster = values["dagster"]
+    (code,) = dagster["dagster-user-deployments"]["deployments"]
+    assert code["dagsterApiGrpcArgs"] == ["--module-name", "orchestration.definitions"]
+    assert (ROOT / "orchestration" / "definitions.py").is_file()
+    assert code["image"]["repository"] == f"{values['image']['registry']}/speech-coach-dagster"
+    assert code["image"]["tag"] == chart["appVersion"]
+    launcher = dagster["runLauncher"]["config"]["k8sRunLauncher"]
+    for holder in (code, launcher):
+        assert holder["envConfigMaps"] == [{"name": configmap}]
+        assert holder["envSecrets"] == [{"name": values["secrets"]["existingSecret"]}]
+    # PostgreSQL storage on the external server, with a password from a Secret the operator creates.
+    assert dagster["postgresql"]["enabled"] is False and dagster["generatePostgresqlPasswordSecret"] is False
+    assert values["global"]["postgresqlSecretName"]
+
+
+def test_dagster_condition_and_strict_lint_with_a_stub_dependency(tmp_path: Path) -> None:
+    """Without network the real chart cannot be fetched; a stub named like it proves the condition and lints clean."""
+    chart_dir = tmp_path / "speech-coach"
+    shutil.copytree(CHART, chart_dir)
+    stub = chart_dir / "charts" / "dagster"
+    (stub / "templates").mkdir(parents=True)
+    (stub / "Chart.yaml").write_text("apiVersion: v2\nname: dagster\nversion: 1.13.27\n")
+    (stub / "templates" / "values.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dagster-values\n"
+        "data:\n  values: {{ toJson .Values | quote }}\n"
+    )
+    values = load_values(CI / "production-values.yaml")
+    report = helm.lint(chart_dir, values, strict=True, namespace=NAMESPACE, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == [], report
+
+    with helm.Chart.load(chart_dir) as chart:
+        on = chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+        off = chart.render(values={**values, "dagster": {"enabled": False}}, name=RELEASE, namespace=NAMESPACE)
+    assert "speech-coach/charts/dagster/templates/values.yaml" in on
+    assert not any("charts/dagster" in path for path in off)
+    seen = json.loads(yaml.safe_load(on["speech-coach/charts/dagster/templates/values.yaml"])["data"]["values"])
+    assert seen["postgresql"]["postgresqlHost"] == "coach-db.databases.svc"
+    assert seen["global"]["postgresqlSecretName"] == "speech-coach-dagster-postgresql"
+
+
+BAD_VALUES = [
+    ({"secrets": {"botToken": "123456:plain-token"}}, "/secrets/botToken", "want object"),
+    ({"secrets": {"existingSecret": ""}}, "/secrets/existingSecret", "pattern"),
+    ({"bot": {"token": "123456:plain-token"}}, "/bot", "'token' not allowed"),
+    ({"extraEnv": {"SC_OPENAI__API_KEY": "sk-plain"}}, "/extraEnv/SC_OPENAI__API_KEY", "false schema"),
+    ({"extraEnv": {"LOG_LEVEL": "DEBUG"}}, "/extraEnv", "'LOG_LEVEL' not allowed"),
+    ({"bot": {"webhookUrl": "http://coach.example.org/hook"}}, "/bot/webhookUrl", "pattern"),
+    ({"bot": {"webhookUrl": ""}}, "/bot/webhookUrl", "minLength"),
+    ({"kafka": {"bootstrapServers": ""}}, "/kafka/bootstrapServers", "minLength"),
+    ({"kafka": {"bootstrapServers": "kafka"}}, "/kafka/bootstrapServers", "pattern"),
+    ({"kafka": {"securityProtocol": "TLS"}}, "/kafka/securityProtocol", "one of"),
+    ({"s3": {"endpointUrl": "minio:9000"}}, "/s3/endpointUrl", "pattern"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", "one of"),
+    ({"image": {"tag": "latest version"}}, "/image/tag", "pattern"),
+    ({"bot": {"replicas": 0}}, "/bot/replicas", "minimum"),
+    # null deletes a default in Helm, so this removes the requests.
+    ({"bot": {"resources": {"requests": None}}}, "/bot/resources", "missing property 'requests'"),
+    ({"bot": {"resources": {"requests": {"memory": "lots"}}}}, "/bot/resources/requests/memory", "pattern"),
+    ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot", "true"),
+    ({"containerSecurityContext": {"privileged": True}}, "/containerSecurityContext/privileged", "false"),
+    ({"flink": {"version": "v1_20"}}, "/flink/version", "one of"),
+    ({"flink": {"upgradeMode": "yolo"}}, "/flink/upgradeMode", "one of"),
+    ({"flink": {"jobs": {"answers": {"parallelism": 0}}}}, "/flink/jobs/answers/parallelism", "minimum"),
+    ({"flink": {"jobs": {"answers": {"secrets": ["stripeKey"]}}}}, "/flink/jobs/answers/secrets/0", "one of"),
+    ({"networkPolicy": {"monitoringNamespace": "Monitoring"}}, "/networkPolicy/monitoringNamespace", "pattern"),
+    ({"dagster": {"enabled": "yes"}}, "/dagster/enabled", "want boolean"),
+    ({"unknownKey": 1}, "additional properties 'unknownKey' not allowed", ""),
+]
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) and value else value
+    return out
+
+
+@pytest.mark.parametrize(("override", "path", "reason"), BAD_VALUES, ids=[p for _, p, _ in BAD_VALUES])
+def test_bad_values_are_rejected_naming_the_path(override: dict[str, Any], path: str, reason: str) -> None:
+    values = merge(load_values(CI / "minimal-values.yaml"), override)
+    with pytest.raises(helm.HelmValuesError) as caught:
+        render(values)
+    message = str(caught.value)
+    assert path in message and reason in message, message
+
+
+def test_good_values_stay_accepted() -> None:
+    # The schema is not just strict: reasonable variations of the minimal install pass.
+    minimal = load_values(CI / "minimal-values.yaml")
+    render(merge(minimal, {"bot": {"enabled": False, "webhookUrl": ""}}))
+    render(merge(minimal, {"kafka": {"bootstrapServers": "", "strimzi": {"enabled": True}}}))
+
+
+# --- images -----------------------------------------------------------------------------------------------------
+
+INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
+                "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}  # fmt: skip
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines if ln and not ln.startswith("#")]
+
+
+def test_dockerfile_parses_and_builds_every_runtime_target() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE)
+    unknown = [i for i, _ in instructions if i not in INSTRUCTIONS]
+    assert not unknown, unknown
+    stages = {}
+    for inst, args in instructions:
+        if inst == "FROM":
+            m = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", args, re.IGNORECASE)
+            assert m, args
+            stages[m.group(2)] = m.group(1)
+    # Every image the chart references is a target of the Dockerfile.
+    manifests = render(load_values(CI / "production-values.yaml"))
+    images = {c.get("image", "") for _, s in pod_specs(manifests) for c in s["containers"]}
+    images |= {m["spec"]["image"] for m in by_kind(manifests, "FlinkDeployment").values()}
+    targets = {m.group(1) for i in images if (m := re.search(r"/speech-coach-([a-z]+)[@:]", i))}
+    targets.add("dagster")
+    assert targets == {"bot", "ingest", "flink", "dagster"}
+    assert targets <= set(stages), f"missing targets: {targets - set(stages)}"
+
+
+def test_dockerfile_copies_only_existing_paths() -> None:
+    for inst, args in dockerfile_instructions(DOCKERFILE):
+        if inst != "COPY" or "--from=" in args:
+            continue
+        *sources, _dest = args.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+def test_flink_image_paths_match_the_chart() -> None:
+    text = DOCKERFILE.read_text()
+    jobs = by_kind(render(load_values(CI / "minimal-values.yaml")), "FlinkDeployment")
+    for m in jobs.values():
+        assert m["spec"]["job"]["jarURI"] == "local:///opt/flink/opt/flink-python.jar"
+        assert "/opt/flink/opt/flink-python.jar" in text
+        assert m["spec"]["flinkConfiguration"]["python.executable"] == "/opt/venv/bin/python"
+        env = {e["name"]: e.get("value") for e in m["spec"]["podTemplate"]["spec"]["containers"][0]["env"]}
+        assert f"SC_FLINK__LIB_DIR={env['SC_FLINK__LIB_DIR']}" in text
+
+
+def test_flink_job_modules_exist() -> None:
+    modules = [job["module"] for job in load_values(CHART / "values.yaml")["flink"]["jobs"].values()]
+    missing = [m for m in modules if not (ROOT / (m.replace(".", "/") + ".py")).is_file()]
+    if missing and not (ROOT / "flink_jobs" / "answers").exists():
+        pytest.skip(f"the Flink jobs have not landed on this branch yet: {missing}")
+    assert not missing
+
+
+# --- docs -------------------------------------------------------------------------------------------------------
+
+
+def test_every_rendered_setting_is_known_or_listed_for_reconciliation() -> None:
+    known = set(re.findall(r"^#?\s*(SC_[A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    deploy_md = (ROOT / "docs" / "deploy.md").read_text()
+    names = set()
+    for values_file in VALUES_FILES:
+        manifests = render(load_values(values_file))
+        for m in by_kind(manifests, "ConfigMap").values():
+            names |= set(m["data"])
+        for _, spec in pod_specs(manifests):
+            names |= {e["name"] for c in spec["containers"] for e in c.get("env", [])}
+    unknown = sorted(n for n in names if n.startswith("SC_") and n not in known and f"`{n}`" not in deploy_md)
+    assert not unknown, f"settings neither in .env.example nor documented in docs/deploy.md: {unknown}"
+
+
+def test_deploy_guide_covers_the_install() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    for needle in ("helm dependency update", "cert-manager", "Flink Kubernetes Operator", "Strimzi",
+                   "create secret generic", "helm install", "docker build", "helm-python-sdk"):  # fmt: skip
+        assert needle in text, needle
