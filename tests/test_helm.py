@@ -167,6 +167,18 @@ def test_bot_is_a_webhook_deployment_with_probes_and_pdb(rendered: list[dict[str
     assert f"{RELEASE}-default-deny" in policies and f"{RELEASE}-bot" in policies
 
 
+def test_ingestion_probes_its_health_server_on_the_pod_ip(rendered: list[dict[str, Any]]) -> None:
+    ingest = by_kind(rendered, "Deployment")[f"{RELEASE}-ingest"]
+    container = ingest["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    port = int(env["SC_WAREHOUSE__INGEST_HEALTH_PORT"])
+    assert env["SC_TELEMETRY__BIND_HOST"] == "0.0.0.0"
+    assert container["ports"] == [{"name": "health", "containerPort": port, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert f"{RELEASE}-ingest" in by_kind(rendered, "NetworkPolicy")
+
+
 def test_flink_jobs_run_pyflink_in_application_mode_with_s3_state(rendered: list[dict[str, Any]]) -> None:
     jobs = by_kind(rendered, "FlinkDeployment")
     assert f"{RELEASE}-answers" in jobs
