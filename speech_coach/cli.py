@@ -134,7 +134,34 @@ def _print_status(stack: Stack) -> bool:
         style = STATE_STYLE.get(st.state, "")
         table.add_row(st.name, f"[{style}]{st.state}[/]", st.address, str(st.pid or ""), st.data_dir, st.detail)
     console.print(table)
+    kafka = next((st for st in statuses if st.name == "kafka"), None)
+    if kafka is not None and kafka.ok:
+        _print_pipeline(stack.settings)
     return all(st.ok for st in statuses)
+
+
+def _print_pipeline(settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from speech_coach.contracts.topics import Topic
+    from speech_coach.kafka import topic_name
+    from speech_coach.pipeline import pipeline_health, platform_consumers
+
+    health = pipeline_health(settings, platform_consumers(settings))
+    table = Table(title="Pipeline", show_header=False)
+    if health.error:
+        table.add_row("error", f"[red]{health.error}[/]")
+    for name, lag in health.lag.items():
+        table.add_row(f"{name} lag", f"{lag} records" if lag else "[green]caught up[/]")
+    if health.last_feedback_at is None:
+        table.add_row("last feedback", "none yet")
+    else:
+        ago = (datetime.now(UTC) - health.last_feedback_at).total_seconds()
+        table.add_row("last feedback", f"{health.last_feedback_at:%Y-%m-%d %H:%M:%S} UTC ({ago:.0f} s ago)")
+    style = "yellow" if health.dead_letters else "green"
+    kept_in = topic_name(settings, Topic.DEAD_LETTERS)
+    table.add_row("dead letters", f"[{style}]{health.dead_letters}[/] kept in {kept_in}")
+    console.print(table)
 
 
 @stack_app.command("logs")

@@ -176,3 +176,22 @@ def test_tracing_is_a_no_op_without_an_endpoint(tmp_path: Path) -> None:
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert current_traceparent(context_from_traceparent(parent)) == parent
     assert context_from_headers(None) is not None
+
+
+@pytest.mark.stack
+def test_pipeline_health_reads_lag_last_feedback_and_dead_letters(wh_settings: Settings) -> None:  # noqa: F811
+    from speech_coach.contracts import Topic
+    from speech_coach.kafka import ensure_topics, topic_name
+    from speech_coach.pipeline import pipeline_health, platform_consumers
+
+    ensure_topics(wh_settings)
+    empty = pipeline_health(wh_settings, platform_consumers(wh_settings))
+    assert empty.error is None and empty.last_feedback_at is None and empty.dead_letters == 0
+    events = samples()
+    before = time.time()
+    produce(wh_settings, events, [(topic_name(wh_settings, Topic.DEAD_LETTERS), b"kept")])
+    health = pipeline_health(wh_settings, platform_consumers(wh_settings))
+    assert health.error is None
+    assert health.lag == {"warehouse ingestion": len(events) + 1}  # nothing ingested yet
+    assert health.dead_letters == 2  # the sample dead letter and the raw one
+    assert health.last_feedback_at is not None and health.last_feedback_at.timestamp() >= before - 1
