@@ -142,14 +142,15 @@ class BotApp:
 
     async def run(self) -> None:
         """Run until `request_stop()`, then shut down gracefully."""
-        await self.prepare()
-        try:
-            if self.settings.bot.webhook_url:
-                await self._run_webhook()
-            else:
-                await self._run_polling()
-        finally:
-            await self.shutdown()
+        with self.i18n.context():  # gettext outside handlers (feedback, reminders) finds the catalogs
+            try:
+                await self.prepare()
+                if self.settings.bot.webhook_url:
+                    await self._run_webhook()
+                else:
+                    await self._run_polling()
+            finally:
+                await self.shutdown()
 
     async def _run_polling(self) -> None:
         await self.bot.delete_webhook(drop_pending_updates=False)
@@ -267,7 +268,6 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.request_stop)
-        with app.i18n.context():
-            await app.run()
+        await app.run()
 
     asyncio.run(run())

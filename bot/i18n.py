@@ -1,4 +1,4 @@
-"""Translation catalogs: gettext `.po` files under `bot/locales`, compiled in memory when the bot starts.
+"""Translation catalogs: gettext `.po` files under `bot/locales`, compiled when the bot starts.
 
 Compiling at start-up (Babel) means a fresh clone needs no build step and no `.mo` files can go stale.
 The learner's language comes from their settings, else from Telegram's `language_code`, else English.
@@ -6,8 +6,8 @@ The learner's language comes from their settings, else from Telegram's `language
 
 from __future__ import annotations
 
-import gettext
-import io
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +22,26 @@ LOCALES = Path(__file__).parent / "locales"
 DOMAIN = "messages"
 
 
-class CatalogI18n(I18n):
-    def find_locales(self) -> dict[str, gettext.GNUTranslations]:
-        translations: dict[str, gettext.GNUTranslations] = {}
-        for po_path in sorted(self.path.glob(f"*/LC_MESSAGES/{self.domain}.po")):
-            with po_path.open("rb") as handle:
-                catalog = read_po(handle, locale=po_path.parents[1].name)
-            buffer = io.BytesIO()
-            write_mo(buffer, catalog)
-            buffer.seek(0)
-            translations[po_path.parents[1].name] = gettext.GNUTranslations(buffer)
-        return translations
+def compile_catalogs(target: Path) -> Path:
+    """Compile every `.po` catalog to `<target>/<locale>/LC_MESSAGES/<domain>.mo`, the layout I18n reads."""
+    for po_path in sorted(LOCALES.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+        locale = po_path.parents[1].name
+        with po_path.open("rb") as handle:
+            catalog = read_po(handle, locale=locale)
+        out = target / locale / "LC_MESSAGES" / f"{DOMAIN}.mo"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("wb") as handle:
+            write_mo(handle, catalog)
+    return target
 
 
-def make_i18n() -> CatalogI18n:
-    return CatalogI18n(path=LOCALES, default_locale="en", domain=DOMAIN)
+def make_i18n() -> I18n:
+    # A private directory per process: the package directory may be read-only in a container image.
+    target = Path(tempfile.mkdtemp(prefix="speech-coach-locales-"))
+    try:
+        return I18n(path=compile_catalogs(target), default_locale="en", domain=DOMAIN)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)  # I18n loaded the catalogs into memory
 
 
 def language_for(user: User | None) -> str:

@@ -9,8 +9,6 @@ the one Telegram reports.
 from __future__ import annotations
 
 import time
-from datetime import UTC
-
 from aiogram import Bot, F, Router
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
@@ -112,7 +110,8 @@ async def accept(
                        "answer.").format(duration=duration, limit=q.speaking_time_s))  # fmt: skip
         return
 
-    received_at = message.date.astimezone(UTC)
+    # The bot's clock, like question_sent_at: Telegram's message date has whole seconds only.
+    received_at = repo.now()
     answer = repo.NewAnswer(
         id=repo.answer_id_for(message.chat.id, message.message_id), learner_id=learner.id, question_id=q.id,
         chat_id=message.chat.id, message_id=message.message_id, update_id=update_id, file_unique_id=file_unique_id,
