@@ -25,7 +25,15 @@ from typing import Any
 from aiohttp import web
 
 BOT_USER = {"id": 777000111, "is_bot": True, "first_name": "Speech Coach", "username": "speech_coach_test_bot"}
-JSON_FIELDS = {"reply_markup", "prices", "commands", "scope", "allowed_updates", "reply_parameters", "link_preview_options"}
+JSON_FIELDS = {
+    "reply_markup",
+    "prices",
+    "commands",
+    "scope",
+    "allowed_updates",
+    "reply_parameters",
+    "link_preview_options",
+}
 ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "blockquote",
                 "tg-spoiler", "span", "tg-emoji"}  # fmt: skip
 
@@ -41,12 +49,12 @@ class _HtmlCheck(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in ALLOWED_TAGS:
-            self.error = self.error or f"Unsupported start tag \"{tag}\""
+            self.error = self.error or f'Unsupported start tag "{tag}"'
         self.stack.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack.pop() != tag:
-            self.error = self.error or f"Unexpected end tag \"{tag}\""
+            self.error = self.error or f'Unexpected end tag "{tag}"'
 
     def handle_data(self, data: str) -> None:
         self.text += len(data)
@@ -57,7 +65,7 @@ def check_html(text: str) -> tuple[int, str]:
     parser.feed(text)
     parser.close()
     if parser.stack and not parser.error:
-        parser.error = f"Can't find end tag corresponding to start tag \"{parser.stack[-1]}\""
+        parser.error = f'Can\'t find end tag corresponding to start tag "{parser.stack[-1]}"'
     return parser.text, parser.error
 
 
@@ -290,7 +298,9 @@ class User:
         return self.tg.inject({"message": msg})
 
     def text(self, text: str) -> dict[str, Any]:
-        entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
+        entities = (
+            [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
+        )
         return self.message(text=text, entities=entities)
 
     def voice(self, content: bytes, duration: int, file_size: int | None = None) -> dict[str, Any]:
@@ -313,7 +323,7 @@ class User:
         for call in reversed(self.sent()):
             for row in (call.params.get("reply_markup") or {}).get("inline_keyboard", []):
                 for button in row:
-                    if (label.search(button["text"]) if isinstance(label, re.Pattern) else button["text"] == label):
+                    if label.search(button["text"]) if isinstance(label, re.Pattern) else button["text"] == label:
                         return str(button["callback_data"])
         raise AssertionError(f"no button {label!r} in messages to {self.id}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from tests.telegram_stand_in import TelegramStandIn, User, check_html
 pytestmark = pytest.mark.stack
 
 ANSWER_TEXT = (
-    "I prefer studying alone because I can focus better. <break time=\"700ms\"/> For example, last semester "
+    'I prefer studying alone because I can focus better. <break time="700ms"/> For example, last semester '
     "I prepared for my exams in the library and my grades improved."
 )
 
@@ -186,3 +187,208 @@ def test_conversation_end_to_end(
     metrics = http_get(f"http://127.0.0.1:{health}/metrics")[1]
     assert 'bot_answers_total{outcome="published"} 1.0' in metrics
     assert 'bot_feedback_total{outcome="ok"} 1.0' in metrics
+
+
+def nothing_written(settings: Settings, bucket: str) -> None:
+    """No answer, no charge, no stored audio, no event."""
+    assert rows(settings, "SELECT count(*) FROM answers") == [(0,)]
+    assert rows(settings, "SELECT reason FROM credit_ledger") == [("starter",)]
+    assert s3_client(settings).list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert read_topic(settings, Topic.RAW_ANSWERS, 1, timeout=3) == []
+
+
+def test_every_refusal_in_the_learners_language(
+    stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn, voice_ogg: tuple[bytes, int]
+) -> None:
+    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, max_file_bytes=100_000)
+    bot = RunningBot(settings).start()
+    try:
+        user = onboard(tg, language_code="ru", choose="Русский")
+        assert "Выберите, что тренировать" in user.last_text()
+        audio, seconds = voice_ogg
+        # Before any question: answer refused, pointing to the menu.
+        user.voice(audio, seconds)
+        assert "Сначала выберите вопрос" in user.wait_sent(5)[-2].params["text"]
+        assert "TOEFL" in ask_question(user, "TOEFL, задание 1 (independent)")  # 45 s to speak
+        n = len(user.sent())
+        file_id, unique = tg.add_file(audio)
+        cases = [
+            ({"video": {"file_id": "v1", "file_unique_id": "v1u", "width": 10, "height": 10, "duration": 5}},
+             "Видео не принимаются"),
+            ({"video_note": {"file_id": "n1", "file_unique_id": "n1u", "length": 10, "duration": 5}},
+             "Видео не принимаются"),
+            ({"text": "I think studying alone is better."}, "Письменные ответы не принимаются"),
+            ({"sticker": {"file_id": "s1", "file_unique_id": "s1u", "type": "regular", "width": 1, "height": 1,
+                          "is_animated": False, "is_video": False}}, "Стикеры нельзя оценить"),
+            ({"voice": {"file_id": file_id, "file_unique_id": unique, "duration": seconds, "mime_type": "audio/ogg",
+                        "file_size": 5_000_000}}, "Файл слишком большой (4.8 МБ). Максимум — 0 МБ."),
+            ({"voice": {"file_id": file_id, "file_unique_id": unique, "duration": 120, "mime_type": "audio/ogg",
+                        "file_size": len(audio)}}, "Ваш ответ длится 120 с, а задание позволяет 45 с."),
+            ({"document": {"file_id": file_id, "file_unique_id": unique, "mime_type": "audio/ogg",
+                           "file_name": "answer.ogg"}}, "Не могу определить длительность записи"),
+            ({"photo": [{"file_id": "p1", "file_unique_id": "p1u", "width": 1, "height": 1}]},
+             "Ответьте голосовым сообщением"),
+        ]  # fmt: skip
+        for i, (content, expected) in enumerate(cases):
+            user.message(**content)
+            reply = user.wait_sent(n + i + 1)[-1].params
+            assert expected in reply["text"], (content, reply["text"])
+            assert reply["reply_parameters"]["message_id"]  # a reply to the refused message
+        nothing_written(settings, s3_bucket)
+        # The question is still open: a proper voice answer now goes through.
+        user.voice(audio, seconds)
+        assert "Ответ получен" in user.wait_sent(n + len(cases) + 1)[-1].params["text"]
+        assert len(read_topic(settings, Topic.RAW_ANSWERS, 1)) == 1
+    finally:
+        bot.stop()
+
+
+def test_duplicate_updates_and_feedback_are_handled_once(
+    running: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+) -> None:
+    user = onboard(tg)
+    ask_question(user)
+    audio, seconds = voice_ogg
+    update = user.voice(audio, seconds)
+    tg.inject(update)  # the same update redelivered (same update_id)
+    tg.inject({k: v for k, v in update.items() if k != "update_id"})  # the same message in a new update
+    user.wait_sent(5)
+    raws = read_topic(bot_env, Topic.RAW_ANSWERS, 2, timeout=8)
+    assert len(raws) == 1
+    assert rows(bot_env, "SELECT count(*) FROM answers") == [(1,)]
+    assert rows(bot_env, "SELECT reason, delta FROM credit_ledger ORDER BY id") == [("starter", 3), ("answer", -1)]
+    assert len([c for c in user.sent() if "Answer received" in c.params["text"]]) == 1
+
+    raw = decode_as(RawVoiceAnswer, raws[0])
+    result = feedback_for(raw)
+    publish(bot_env, result)
+    publish(bot_env, result)  # redelivered event
+    publish(bot_env, feedback_for(raw))  # the pipeline produced it twice (new event id)
+    first = wait_feedback(user, after=5)
+    assert len(read_topic(bot_env, Topic.FEEDBACK, 3)) == 3
+    tg.wait_for(lambda _c: rows(bot_env, "SELECT count(*) FROM answers WHERE status='delivered'") == [(1,)])
+    time.sleep(3)  # time for the duplicates to be consumed
+    assert len(user.sent()) == 5 + len(first)
+    assert rows(bot_env, "SELECT status FROM deliveries") == [("sent",)]
+    assert rows(bot_env, "SELECT sum(delta) FROM credit_ledger") == [(2,)]
+
+
+def test_rejected_answer_is_refunded_once(
+    running: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+) -> None:
+    user = onboard(tg)
+    ask_question(user)
+    user.voice(*voice_ogg)
+    user.wait_sent(5)
+    raw = decode_as(RawVoiceAnswer, read_topic(bot_env, Topic.RAW_ANSWERS, 1)[0])
+    rejected = feedback_for(raw, status=ResultStatus.REJECTED, rejection_reason="audio.silent", transcript="",
+                            rubric=[], overall_score=None, metrics=None)  # fmt: skip
+    publish(bot_env, rejected)
+    publish(bot_env, rejected)
+    message = wait_feedback(user, after=5)[-1].params["text"]
+    assert "could not hear any speech" in message and "credit was returned" in message
+    tg.wait_for(lambda _c: len(read_topic(bot_env, Topic.FEEDBACK, 2, timeout=5)) == 2)
+    time.sleep(2)
+    assert len(user.sent()) == 6
+    assert rows(bot_env, "SELECT reason, delta FROM credit_ledger ORDER BY id") == [
+        ("starter", 3), ("answer", -1), ("refund", 1),
+    ]  # fmt: skip
+    assert rows(bot_env, "SELECT status FROM answers") == [("rejected",)]
+
+
+def test_stars_payments(running: RunningBot, tg: TelegramStandIn, bot_env: Settings) -> None:
+    user = onboard(tg)
+    user.text("/buy")
+    user.wait_sent(4)
+    user.press("10 credits for 50 ⭐")
+    invoice = tg.wait_sent(user.id, 1, method="sendInvoice")[0].params
+    assert invoice["currency"] == "XTR" and invoice["prices"] == [{"label": "10 credits", "amount": 50}]
+    assert invoice["payload"] == "credits:10" and not invoice.get("provider_token")
+
+    def pre_checkout(payload: str, amount: int) -> dict[str, object]:
+        query_id = uuid.uuid4().hex
+        tg.inject({"pre_checkout_query": {"id": query_id, "from": user.user, "currency": "XTR",
+                                          "total_amount": amount, "invoice_payload": payload}})  # fmt: skip
+        return tg.wait_for(
+            lambda calls: next((c.params for c in calls if c.method == "answerPreCheckoutQuery"
+                                and c.params["pre_checkout_query_id"] == query_id), None)
+        )  # fmt: skip
+
+    assert pre_checkout("credits:10", 50)["ok"] in ("true", True)
+    refused = pre_checkout("credits:9999", 1)
+    assert refused["ok"] in ("false", False) and "no longer valid" in refused["error_message"]
+    assert pre_checkout("credits:10", 1)["ok"] in ("false", False)  # price tampered
+
+    payment = {"currency": "XTR", "total_amount": 50, "invoice_payload": "credits:10",
+               "telegram_payment_charge_id": "stars-charge-1", "provider_payment_charge_id": ""}  # fmt: skip
+    n = len(user.sent())
+    user.message(successful_payment=payment)
+    assert "10 credits added. Your balance: 13 credits." in user.wait_sent(n + 1)[-1].params["text"]
+    user.message(successful_payment=payment)  # Telegram redelivers the service message
+    user.wait_sent(n + 2)
+    assert rows(bot_env, "SELECT reason, delta, ref FROM credit_ledger ORDER BY id")[1:] == [
+        ("purchase", 10, "stars-charge-1"),
+    ]  # fmt: skip
+    assert rows(bot_env, "SELECT credits, total_amount, currency FROM payments") == [(10, 50, "XTR")]
+    user.text("/balance")
+    assert "Your balance: 13 credits" in user.wait_sent(n + 3)[-1].params["text"]
+
+
+def test_delete_my_data_erases_everything_and_tells_downstream(
+    running: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+) -> None:
+    other = onboard(tg)  # another learner, whose data stays
+    user = onboard(tg)
+    ask_question(user)
+    user.voice(*voice_ogg)
+    user.wait_sent(5)
+    raw = decode_as(RawVoiceAnswer, read_topic(bot_env, Topic.RAW_ANSWERS, 1)[0])
+    s3 = s3_client(bot_env)
+    assert s3.head_object(Bucket=raw.audio.bucket, Key=raw.audio.key)
+    user.text("/delete_my_data")
+    user.wait_sent(6)
+    user.press("Yes, delete everything")
+    assert "All your data has been deleted" in user.wait_sent(7)[-1].params["text"]
+    assert s3.list_objects_v2(Bucket=raw.audio.bucket).get("KeyCount", 0) == 0
+    for table in ("answers", "consents", "question_history"):
+        assert rows(bot_env, f"SELECT count(*) FROM {table} WHERE learner_id = %s", uuid.UUID(raw.learner_id)) == [
+            (0,)
+        ], table
+    assert rows(bot_env, "SELECT count(*) FROM learners WHERE telegram_user_id = %s", user.id) == [(0,)]
+    assert rows(bot_env, "SELECT count(*) FROM credit_ledger WHERE learner_id = %s", uuid.UUID(raw.learner_id)) == [
+        (0,)
+    ]
+    (event,) = read_topic(bot_env, Topic.DELETION_REQUESTS, 1)
+    assert decode_as(LearnerDeletionRequest, event).learner_id == raw.learner_id
+    assert rows(bot_env, "SELECT count(*) FROM learners WHERE telegram_user_id = %s", other.id) == [(1,)]
+
+
+def test_admin_commands_are_invisible_to_others(running: RunningBot, tg: TelegramStandIn) -> None:
+    user = onboard(tg)
+    user.text("/no_such_command")
+    unknown = user.wait_sent(4)[-1].params["text"]
+    for command in ("/admin_stats", "/broadcast"):
+        user.text(command)
+        assert user.wait_sent(len(user.sent()) + 1)[-1].params["text"] == unknown
+    menus = [c.params for c in tg.calls if c.method == "setMyCommands"]
+    default = next(m for m in menus if m["scope"]["type"] == "default")
+    assert "admin_stats" not in str(default["commands"])
+    admin_menu = next(m for m in menus if m["scope"]["type"] == "chat")
+    assert admin_menu["scope"]["chat_id"] == ADMIN_ID and "admin_stats" in str(admin_menu["commands"])
+
+    admin = User(tg, user_id=ADMIN_ID)
+    admin.text("/start")
+    admin.wait_sent(1)
+    admin.press("English")
+    admin.wait_sent(2)
+    admin.press("I agree")
+    admin.wait_sent(3)
+    admin.text("/admin_stats")
+    assert "Learners: 2 (2 onboarded)" in admin.wait_sent(4)[-1].params["text"]
+    admin.text("/broadcast")
+    admin.wait_sent(5)
+    admin.text("New TOEFL sets this week!")
+    admin.wait_sent(6)
+    admin.press("Send")
+    assert "Broadcast sent to 2 of 2" in admin.wait_sent(8)[-1].params["text"]
+    assert user.sent()[-1].params["text"] == "New TOEFL sets this week!"
