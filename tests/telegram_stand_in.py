@@ -11,6 +11,7 @@ It runs on its own thread and event loop, so synchronous tests can drive it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -185,10 +186,8 @@ class TelegramStandIn:
             if pending or time.monotonic() >= deadline:
                 return pending
             self._new_update.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                pass
 
     def _m_sendMessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         text = str(params["text"])

@@ -9,6 +9,7 @@ the one Telegram reports.
 from __future__ import annotations
 
 import time
+
 from aiogram import Bot, F, Router
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
