@@ -16,28 +16,30 @@ LIMIT = 4096
 
 
 def _pieces(text: str, size: int) -> list[str]:
-    """Cut plain text into pieces of at most `size` characters, at a newline or space where possible."""
+    """Cut plain text into pieces whose HTML-escaped form has at most `size` characters, at a newline or
+    space where possible. Nothing is dropped."""
     out: list[str] = []
-    while len(text) > size:
-        cut = max(text.rfind("\n", 0, size), text.rfind(" ", 0, size))
-        cut = cut if cut > size // 2 else size
+    while text:
+        if len(escape(text)) <= size:
+            out.append(text)
+            break
+        cut = size
+        while len(escape(text[:cut])) > size:  # escaping lengthens & < > "
+            cut = int(cut * 0.9)
+        space = max(text.rfind("\n", 0, cut), text.rfind(" ", 0, cut))
+        cut = space if space > cut // 2 else cut
         out.append(text[:cut])
         text = text[cut:].lstrip()
-    return [*out, text] if text else out
+    return out
 
 
 def _block(title: str, body: str, tag: str = "blockquote") -> list[str]:
     """A titled section of escaped plain text, split so that each part fits in one message."""
     head = f"<b>{escape(title)}</b>\n"
     room = LIMIT - len(head) - len(tag) * 2 - 8
-    parts: list[str] = []
-    for i, piece in enumerate(_pieces(body, room)):
-        escaped = escape(piece)
-        while len(escaped) > room:  # escaping grew it (&amp; ...): cut the raw piece shorter
-            piece = piece[: int(len(piece) * 0.8)]
-            escaped = escape(piece)
-        parts.append(f"{head if i == 0 else ''}<{tag}>{escaped}</{tag}>")
-    return parts
+    return [
+        f"{head if i == 0 else ''}<{tag}>{escape(piece)}</{tag}>" for i, piece in enumerate(_pieces(body, room))
+    ]
 
 
 def feedback_sections(result: FeedbackResult, title: str) -> list[str]:
