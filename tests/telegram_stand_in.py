@@ -234,6 +234,7 @@ class TelegramStandIn:
         update = {"update_id": next(self._update_ids), **update}
         with self._lock:
             self._updates.append(update)
+            self.calls.append(Call("(update)", update))  # kept in order with the bot's calls, for transcripts
         if self._new_update is not None:
             self._loop.call_soon_threadsafe(self._new_update.set)
         return update
@@ -332,3 +333,49 @@ class User:
                    "chat": {"id": self.id, "type": "private"}, "text": "..."}  # fmt: skip
         return self.tg.inject({"callback_query": {"id": uuid.uuid4().hex, "from": self.user, "message": message,
                                                   "chat_instance": str(self.id), "data": data}})  # fmt: skip
+
+
+def transcript(tg: TelegramStandIn, chat_id: int) -> str:
+    """The conversation with one user as Markdown: what they did, and what the bot sent (tags shown plainly)."""
+    lines: list[str] = []
+    labels: dict[str, str] = {}
+
+    def plain(html: str) -> str:
+        text = re.sub(r"</?(b|strong)>", "**", html)
+        text = re.sub(r"</?(i|em)>", "_", text)
+        text = re.sub(r"<blockquote[^>]*>", "\n> ", text).replace("</blockquote>", "\n")
+        text = re.sub(r"<[^>]+>", "", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        return "\n".join(f"> {ln}" if ln and not ln.startswith(">") else ln for ln in text.splitlines())
+
+    for call in tg.calls:
+        if call.method == "(update)":
+            upd = call.params
+            msg = upd.get("message") or {}
+            if (msg.get("from") or upd.get("callback_query", {}).get("from") or {}).get("id") != chat_id:
+                continue
+            if "text" in msg:
+                lines.append(f"**Learner:** `{msg['text']}`")
+            elif "voice" in msg:
+                lines.append(f"**Learner:** 🎤 voice message, {msg['voice']['duration']} s")
+            elif "callback_query" in upd:
+                data = upd["callback_query"]["data"]
+                lines.append(f"**Learner** taps [{labels.get(data, data)}]")
+            elif msg:
+                lines.append(
+                    f"**Learner:** ({', '.join(k for k in msg if k not in ('message_id', 'date', 'from', 'chat'))})"
+                )
+            continue
+        if int(call.params.get("chat_id", 0) or 0) != chat_id:
+            continue
+        if call.method == "sendMessage":
+            rows = (call.params.get("reply_markup") or {}).get("inline_keyboard", [])
+            labels.update({b["callback_data"]: b["text"] for row in rows for b in row if "callback_data" in b})
+            buttons = [b["text"] for row in rows for b in row]
+            text = plain(str(call.params["text"]))
+            text = "\n".join(ln if len(ln) < 400 else ln[:300] + " …" for ln in text.splitlines())
+            lines.append("**Bot:**\n\n" + text + ("\n>\n> " + " ".join(f"[{b}]" for b in buttons) if buttons else ""))
+        elif call.method == "sendPhoto":
+            lines.append(f"**Bot:** 🖼 progress chart (PNG) — {call.params.get('caption', '')}")
+        elif call.method == "sendInvoice":
+            lines.append(f"**Bot:** 🧾 invoice {call.params['title']} ({call.params['currency']})")
+    return "\n\n".join(lines) + "\n"

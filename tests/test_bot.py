@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +31,7 @@ from speech_coach.s3 import s3_client
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
 from tests.bot_harness import ADMIN_ID, RunningBot, bot_settings, publish, read_topic, rows
-from tests.telegram_stand_in import TelegramStandIn, User, check_html
+from tests.telegram_stand_in import TelegramStandIn, User, check_html, transcript
 
 pytestmark = pytest.mark.stack
 
@@ -186,6 +188,9 @@ def test_conversation_end_to_end(
     assert photo.files["photo"][:8] == b"\x89PNG\r\n\x1a\n" and "Average score: 3.0" in photo.params["caption"]
     user.text("/balance")
     assert "Your balance: 2 credits" in user.wait_sent(len(user.sent()) + 1)[-1].params["text"]
+
+    if target := os.environ.get("BOT_TRANSCRIPT"):  # renders docs/learner-guide.md's example conversation
+        Path(target).write_text(transcript(tg, user.id))
 
     health = bot_env.bot.health_port
     assert http_get(f"http://127.0.0.1:{health}/healthz")[0] == 200
