@@ -37,9 +37,7 @@ def _block(title: str, body: str, tag: str = "blockquote") -> list[str]:
     """A titled section of escaped plain text, split so that each part fits in one message."""
     head = f"<b>{escape(title)}</b>\n"
     room = LIMIT - len(head) - len(tag) * 2 - 8
-    return [
-        f"{head if i == 0 else ''}<{tag}>{escape(piece)}</{tag}>" for i, piece in enumerate(_pieces(body, room))
-    ]
+    return [f"{head if i == 0 else ''}<{tag}>{escape(piece)}</{tag}>" for i, piece in enumerate(_pieces(body, room))]
 
 
 def feedback_sections(result: FeedbackResult, title: str) -> list[str]:
