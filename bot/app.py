@@ -245,7 +245,7 @@ class BotApp:
         for row in due:
             async with self.services.db.tx() as cur:
                 await repo.update_learner(cur, row["id"], last_reminded_on=now.date())
-            with self.i18n.use_locale(row["language"]):
+            with self.i18n.context(), self.i18n.use_locale(row["language"]):
                 try:
                     await self.bot.send_message(
                         row["chat_id"], _("Time for today's speaking practice!"), reply_markup=keyboards.menu()

@@ -124,7 +124,7 @@ class FeedbackConsumer:
             learner = await repo.learner_by_id(cur, answer["learner_id"])
             question = await repo.question(cur, answer["question_id"])
         assert learner is not None and question is not None
-        with self.i18n.use_locale(learner.language):
+        with self.i18n.context(), self.i18n.use_locale(learner.language):
             if result.status is ResultStatus.OK:
                 texts = feedback_messages(result, question.title)
             else:

@@ -222,3 +222,33 @@ def test_question_choice_unanswered_first_and_spaced_repetition(db_settings: Set
             assert (await cur.fetchone())["interval_days"] == 2  # type: ignore[index]
 
     asyncio.run(scenario())
+
+
+def test_daily_reminder_once_a_day_for_those_who_asked(
+    stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn
+) -> None:
+    from datetime import UTC, datetime
+
+    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, reminder_hour_utc=17)
+    bot = RunningBot(settings).start()
+    try:
+        keen, quiet = User(tg, language_code="ru"), User(tg)
+        for user, agree in ((keen, "Я согласен(на)"), (quiet, "I agree")):
+            user.text("/start")
+            user.wait_sent(1)
+            user.press("Русский" if user is keen else "English")
+            user.wait_sent(2)
+            user.press(agree)
+            user.wait_sent(3)
+        keen.text("/settings")
+        keen.wait_sent(4)
+        keen.press("Ежедневное напоминание: выкл.")
+        tg.wait_for(lambda _c: rows(settings, "SELECT count(*) FROM learners WHERE reminders") == [(1,)])
+        assert bot.app is not None
+        assert bot.call(bot.app.send_reminders(datetime(2030, 1, 1, 9, tzinfo=UTC))) == 0  # before the hour
+        assert bot.call(bot.app.send_reminders(datetime(2030, 1, 1, 18, tzinfo=UTC))) == 1
+        assert bot.call(bot.app.send_reminders(datetime(2030, 1, 1, 19, tzinfo=UTC))) == 0  # once a day
+        assert keen.sent()[-1].params["text"] == "Время для сегодняшней разговорной практики!"
+        assert len(quiet.sent()) == 3
+    finally:
+        bot.stop()
