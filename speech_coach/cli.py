@@ -65,7 +65,8 @@ def db_upgrade() -> None:
 def run() -> None:
     """Bring up the platform on the local stack and print where everything is.
 
-    Runtimes (Flink jobs, Dagster, the bot) join here as their issues land.
+    Runtimes (Flink jobs, Dagster, the bot) join here as their issues land. The bot starts only when
+    SC_BOT__TOKEN is set; otherwise this says that it is not started and why.
     """
     from speech_coach.kafka import ensure_topics
 
@@ -88,8 +89,17 @@ def run() -> None:
     addresses.add_row("ClickHouse (native)", settings.clickhouse_url)
     addresses.add_row("ClickHouse (HTTP)", f"http://{settings.stack.host}:{settings.clickhouse.http_port}/play")
     addresses.add_row("S3 endpoint", settings.s3_endpoint)
+    if stack.bot.configured:
+        addresses.add_row("Telegram bot (health)", stack.bot.address)
     addresses.add_row("Logs", str(settings.state_dir / "logs"))
     console.print(addresses)
+    if not stack.bot.configured:
+        console.print(
+            "[yellow]Telegram bot: not started[/] - no bot token is configured. Get one from @BotFather, set "
+            "SC_BOT__TOKEN in .env (or the environment) and run `make run` again.",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print("Stop everything with [bold]make down[/].")
 
 

@@ -176,6 +176,58 @@ class TelemetrySettings(BaseModel):
     )
 
 
+class BotSettings(BaseModel):
+    token: SecretStr = Field(
+        SecretStr(""),
+        description="Telegram bot token from @BotFather. Secret. Empty: `make run` does not start the bot.",
+    )
+    api_base_url: str = Field(
+        "", description="Telegram Bot API server base URL (a self-hosted one). Empty: https://api.telegram.org."
+    )
+    admin_ids: list[int] = Field(
+        default_factory=list, description="Telegram user ids of admins, as a JSON list, e.g. [123456789]."
+    )
+    webhook_url: str = Field("", description="Public HTTPS URL Telegram posts updates to. Empty: long polling.")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="Secret Telegram echoes in X-Telegram-Bot-Api-Secret-Token. Required for webhooks."
+    )
+    webhook_host: str = Field("127.0.0.1", description="Address the webhook listener binds to.")
+    webhook_port: Port = Field(58443, description="Port of the webhook listener (behind a TLS proxy).")
+    health_port: Port = Field(58090, description="Port of /healthz, /readyz and /metrics (loopback).")
+    starter_credits: int = Field(3, ge=0, description="Free credits a new learner starts with.")
+    credit_packs: str = Field(
+        "10:50,30:120", description="Credit packs sold for Telegram Stars, as credits:stars pairs, comma-separated."
+    )
+    max_file_bytes: int = Field(
+        20 * 1024 * 1024, gt=0, description="Largest voice or audio file accepted (Bot API downloads stop at 20 MB)."
+    )
+    duration_grace_s: int = Field(5, ge=0, description="Seconds an answer may run over the task's speaking time.")
+    feedback_group_id: str = Field("speech-coach-bot", description="Kafka consumer group reading feedback.")
+    publish_attempts: int = Field(3, ge=1, description="Tries to publish a raw answer before telling the learner.")
+    retention_days: int = Field(365, ge=1, description="Days recordings are kept; shown in the consent notice.")
+    reminder_hour_utc: int = Field(17, ge=0, le=23, description="Hour (UTC) daily practice reminders go out.")
+    seed_questions: bool = Field(
+        True, description="Load the bundled question bank when the questions table is empty (Dagster usually does)."
+    )
+
+    _ports = field_validator("webhook_port", "health_port")(_check_port)
+
+    @field_validator("credit_packs")
+    @classmethod
+    def _packs(cls, value: str) -> str:
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            credits, _, stars = pair.partition(":")
+            if not (credits.isdigit() and stars.isdigit() and int(credits) > 0 and int(stars) > 0):
+                raise ValueError(f"credit pack {pair!r} is not credits:stars with two positive integers")
+        return value
+
+    @property
+    def packs(self) -> dict[int, int]:
+        """Credits -> price in Stars."""
+        pairs = (p.strip().partition(":") for p in self.credit_packs.split(",") if p.strip())
+        return {int(c): int(s) for c, _, s in pairs}
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_output: bool = Field(True, description="JSON lines (production) or coloured console lines.")
@@ -203,6 +255,7 @@ class Settings(BaseSettings):
     ffmpeg: FfmpegSettings = FfmpegSettings()
     flink: FlinkSettings = FlinkSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    bot: BotSettings = BotSettings()
     log: LogSettings = LogSettings()
 
     # Resolved endpoints: the one place that decides "external or local".
@@ -242,6 +295,8 @@ class Settings(BaseSettings):
             self.kafka.sasl_password.get_secret_value(),
             self.s3.secret_key.get_secret_value(),
             self.privacy.pseudonym_key.get_secret_value(),
+            self.bot.token.get_secret_value(),
+            self.bot.webhook_secret.get_secret_value(),
         ]
         for url in (self.postgres.url, self.clickhouse.url):
             password = urlsplit(url).password if url else None

@@ -62,9 +62,47 @@ ADVANCED = Persona(
 PERSONAS = (BEGINNER, INTERMEDIATE, ADVANCED)
 
 _STOP = frozenset(
-    "about after again answer before being between could describe during every examples explain others people "
-    "prefer reasons should specific support their there these think those which while would your yourself "
-    "introduce respond manager asks expresses repeat spend opinion exactly".split()
+    [
+        "about",
+        "after",
+        "again",
+        "answer",
+        "before",
+        "being",
+        "between",
+        "could",
+        "describe",
+        "during",
+        "every",
+        "examples",
+        "explain",
+        "others",
+        "people",
+        "prefer",
+        "reasons",
+        "should",
+        "specific",
+        "support",
+        "their",
+        "there",
+        "these",
+        "think",
+        "those",
+        "which",
+        "while",
+        "would",
+        "your",
+        "yourself",
+        "introduce",
+        "respond",
+        "manager",
+        "asks",
+        "expresses",
+        "repeat",
+        "spend",
+        "opinion",
+        "exactly",
+    ]
 )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from speech_coach.settings import Settings
 from speech_coach.stack.base import ManagedPart, PartStatus, StackError
+from speech_coach.stack.bot import BotPart
 from speech_coach.stack.broker import BrokerPart
 from speech_coach.stack.clickhouse import ClickHousePart
 from speech_coach.stack.dagster import DagsterDaemonPart, DagsterWebserverPart
@@ -48,6 +49,7 @@ class Stack:
         self.dagster_ui = DagsterWebserverPart(settings)
         self.dagster_daemon = DagsterDaemonPart(settings)
         self.ingest = ingest_part(settings)
+        self.bot = BotPart(settings)
         self.platform = platform
 
     @property
@@ -56,13 +58,23 @@ class Stack:
 
     @property
     def platform_parts(self) -> list[ManagedPart]:
-        dagster = [self.dagster_ui, self.dagster_daemon] if self.settings.dagster.enabled else []
-        return [self.ingest, *dagster]
+        parts: list[ManagedPart] = [self.ingest]
+        if self.settings.dagster.enabled:
+            parts += [self.dagster_ui, self.dagster_daemon]
+        if self.bot.configured:  # without a token there is nothing to run; `speech-coach run` says so
+            parts.append(self.bot)
+        return parts
+
+    @property
+    def stoppable_platform_parts(self) -> list[ManagedPart]:
+        # Whatever an earlier `run` started stops, even if its settings changed since.
+        return [self.ingest, self.dagster_ui, self.dagster_daemon, self.bot]
 
     @property
     def parts(self) -> list[ManagedPart]:
         # Platform services show (and stop) whenever they run, even for a plain `stack` command.
-        running = [p for p in self.platform_parts if self.platform or p.running() is not None]
+        wanted = self.platform_parts if self.platform else []
+        running = [p for p in self.stoppable_platform_parts if p in wanted or p.running() is not None]
         return [*self.servers, *running]
 
     def part(self, name: str) -> ManagedPart:
@@ -156,7 +168,7 @@ class Stack:
     def down(self, progress: Progress = _quiet) -> list[str]:
         stopped: list[str] = []
         with self._lock():
-            for part in reversed(self.platform_parts):  # clients of the servers go first
+            for part in reversed(self.stoppable_platform_parts):  # clients of the servers go first
                 if part.stop():
                     stopped.append(part.name)
                     progress(f"{part.name}: stopped")

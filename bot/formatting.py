@@ -1,0 +1,106 @@
+"""Feedback as Telegram HTML, split into messages that fit Telegram's 4096-character limit.
+
+Sections are kept whole where they fit; a long transcript or example answer is cut at word boundaries and
+each piece wrapped in its own tags, so every message is valid HTML on its own.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from aiogram.utils.i18n import gettext as _
+
+from speech_coach.contracts.events import FeedbackResult
+
+LIMIT = 4096
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    """Cut plain text into pieces whose HTML-escaped form has at most `size` characters, at a newline or
+    space where possible. Nothing is dropped."""
+    out: list[str] = []
+    while text:
+        if len(escape(text)) <= size:
+            out.append(text)
+            break
+        cut = size
+        while len(escape(text[:cut])) > size:  # escaping lengthens & < > "
+            cut = int(cut * 0.9)
+        space = max(text.rfind("\n", 0, cut), text.rfind(" ", 0, cut))
+        cut = space if space > cut // 2 else cut
+        out.append(text[:cut])
+        text = text[cut:].lstrip()
+    return out
+
+
+def _block(title: str, body: str, tag: str = "blockquote") -> list[str]:
+    """A titled section of escaped plain text, split so that each part fits in one message."""
+    head = f"<b>{escape(title)}</b>\n"
+    room = LIMIT - len(head) - len(tag) * 2 - 8
+    return [f"{head if i == 0 else ''}<{tag}>{escape(piece)}</{tag}>" for i, piece in enumerate(_pieces(body, room))]
+
+
+def feedback_sections(result: FeedbackResult, title: str) -> list[str]:
+    heading = _("Feedback")
+    sections = [f"<b>{escape(heading)}: {escape(title)}</b>"]
+    if result.overall_score is not None:
+        sections[0] += "\n" + _("Overall score: <b>{score}</b>").format(score=f"{result.overall_score:g}")
+    if result.transcript:
+        sections += _block(_("Transcript"), result.transcript)
+    if result.rubric:
+        rubric = _("Rubric")
+        lines = [f"<b>{escape(rubric)}</b>"]
+        for r in result.rubric:
+            line = f"• {escape(r.criterion)}: <b>{r.score:g}/{r.max_score:g}</b>"
+            lines.append(line + (f" — {escape(r.comment)}" if r.comment else ""))
+        sections.append("\n".join(lines))
+    if result.feedback:
+        sections += _block(_("Summary"), result.feedback, tag="i")
+    for heading, items in ((_("Strengths"), result.strengths), (_("Suggestions"), result.suggestions)):
+        if items:
+            sections.append(f"<b>{escape(heading)}</b>\n" + "\n".join(f"• {escape(s)}" for s in items))
+    if result.improved_answer:
+        sections += _block(_("Improved example answer"), result.improved_answer)
+    if result.metrics:
+        m = result.metrics
+        metrics_heading = _("Key metrics")
+        sections.append(
+            f"<b>{escape(metrics_heading)}</b>\n"
+            + _("Speaking rate: {wpm:.0f} words per minute").format(wpm=m.words_per_minute) + "\n"
+            + _("Pauses: {count} (average {mean:.1f} s)").format(count=m.pause_count, mean=m.mean_pause_s) + "\n"
+            + _("Lexical diversity (MATTR): {ld:.2f}").format(ld=m.lexical_diversity)
+        )  # fmt: skip
+    return sections
+
+
+def pack(sections: list[str], limit: int = LIMIT) -> list[str]:
+    """Join sections into as few messages as fit under the limit."""
+    messages: list[str] = []
+    current = ""
+    for section in sections:
+        candidate = f"{current}\n\n{section}" if current else section
+        if len(candidate) <= limit:
+            current = candidate
+        else:
+            messages.append(current)
+            current = section
+    if current:
+        messages.append(current)
+    return messages
+
+
+def feedback_messages(result: FeedbackResult, title: str) -> list[str]:
+    return pack(feedback_sections(result, title))
+
+
+def rejection_text(reason: str | None) -> str:
+    known = {
+        "audio.silent": _("I could not hear any speech in your recording."),
+        "audio.too_short": _("Your recording is too short to assess."),
+        "audio.too_long": _("Your recording is longer than this task allows."),
+        "audio.unreadable": _("Your recording could not be read."),
+        "audio.not_english": _("Your answer does not seem to be in English."),
+        "transcript.empty": _("I could not make out any words in your recording."),
+    }
+    why = known.get(reason or "", _("Your answer could not be analysed."))
+    return why + " " + _("Your credit was returned. Please try again.")

@@ -1,0 +1,183 @@
+"""Voice answers: accept voice messages and audio files, refuse everything else with a clear message.
+
+An accepted answer is recorded and its credit taken in one transaction, then the original is stored in S3
+under its content-addressed key and a RawVoiceAnswer goes to Kafka. If storing or publishing finally fails,
+the learner is told and the credit comes back. The bot never decodes or analyses the audio: the duration is
+the one Telegram reports.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiogram import Bot, F, Router
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import keyboards, repo
+from bot.routers.practice import gate
+from bot.services import Services
+from speech_coach.contracts.events import AudioObject, RawVoiceAnswer, TelegramRef
+from speech_coach.logging import get_logger
+
+router = Router(name="answers")
+log = get_logger("bot.answers")
+
+
+async def refuse(message: Message, services: Services, reason: str, text: str) -> None:
+    services.metrics.refusals.labels(reason).inc()
+    log.info("message refused", reason=reason)
+    await message.reply(text)
+
+
+class _TooBig(Exception):
+    pass
+
+
+@router.message(F.voice)
+async def voice(message: Message, learner: repo.Learner | None, services: Services, bot: Bot, update_id: int) -> None:
+    v = message.voice
+    assert v is not None
+    await accept(message, learner, services, bot, update_id, v.file_id, v.file_unique_id,
+                 v.mime_type or "audio/ogg", v.duration, v.file_size)  # fmt: skip
+
+
+@router.message(F.audio)
+async def audio(message: Message, learner: repo.Learner | None, services: Services, bot: Bot, update_id: int) -> None:
+    a = message.audio
+    assert a is not None
+    await accept(message, learner, services, bot, update_id, a.file_id, a.file_unique_id,
+                 a.mime_type or "audio/mpeg", a.duration, a.file_size)  # fmt: skip
+
+
+@router.message(F.document.mime_type.startswith("audio/"))
+async def audio_document(message: Message, services: Services) -> None:
+    # Sent "as a file", an audio has no duration from Telegram, and the bot does not decode audio to find it.
+    await refuse(message, services, "audio_without_duration",
+                 _("I cannot tell how long this recording is. Please send it as a voice message (hold the "
+                   "microphone button) or as a music/audio file, not as a document."))  # fmt: skip
+
+
+@router.message(F.video | F.video_note | F.animation)
+async def video(message: Message, services: Services) -> None:
+    await refuse(message, services, "video", _("Videos are not accepted. Please answer with a voice message."))
+
+
+@router.message(F.sticker)
+async def sticker(message: Message, services: Services) -> None:
+    await refuse(message, services, "sticker", _("Stickers cannot be assessed. Please answer with a voice message."))
+
+
+@router.message(F.text & ~F.text.startswith("/"))
+async def text(message: Message, services: Services) -> None:
+    await refuse(message, services, "text",
+                 _("Written answers are not accepted: this is speaking practice. Please record a voice "
+                   "message."))  # fmt: skip
+
+
+@router.message(F.photo | F.document | F.location | F.contact | F.poll)
+async def other(message: Message, services: Services) -> None:
+    await refuse(message, services, "unsupported", _("Please answer with a voice message."))
+
+
+async def accept(
+    message: Message, learner: repo.Learner | None, services: Services, bot: Bot, update_id: int,
+    file_id: str, file_unique_id: str, mime_type: str, duration: int, file_size: int | None,
+) -> None:  # fmt: skip
+    if not (learner := await gate(message, learner, services)):
+        return
+    cfg = services.settings.bot
+    if learner.current_question_id is None or learner.current_question_sent_at is None:
+        await refuse(
+            message, services, "no_question", _("Choose a question first, then answer it with a voice message.")
+        )
+        await message.answer(_("Choose what to practise:"), reply_markup=keyboards.menu())
+        return
+    async with services.db.tx() as cur:
+        q = await repo.question(cur, learner.current_question_id)
+    assert q is not None
+    limit_mb = cfg.max_file_bytes / 1024 / 1024
+    if file_size is not None and file_size > cfg.max_file_bytes:
+        await refuse(message, services, "oversize",
+                     _("This file is too large ({size:.1f} MB). The limit is {limit:.0f} MB.").format(
+                         size=file_size / 1024 / 1024, limit=limit_mb))  # fmt: skip
+        return
+    if duration < 1:
+        await refuse(message, services, "too_short", _("This recording is too short. Please answer the question."))
+        return
+    if duration > q.speaking_time_s + cfg.duration_grace_s:
+        await refuse(message, services, "too_long",
+                     _("Your answer is {duration} s long, but this task allows {limit} s. Please record a shorter "
+                       "answer.").format(duration=duration, limit=q.speaking_time_s))  # fmt: skip
+        return
+
+    # The bot's clock, like question_sent_at: Telegram's message date has whole seconds only.
+    received_at = repo.now()
+    answer = repo.NewAnswer(
+        id=repo.answer_id_for(message.chat.id, message.message_id), learner_id=learner.id, question_id=q.id,
+        chat_id=message.chat.id, message_id=message.message_id, update_id=update_id, file_unique_id=file_unique_id,
+        question_sent_at=learner.current_question_sent_at, received_at=received_at, duration_s=float(duration),
+        mime_type=mime_type, size_bytes=file_size or 0,
+    )  # fmt: skip
+    async with services.answer_in_flight():
+        try:
+            async with services.db.tx() as cur:
+                fresh = await repo.reserve_answer(cur, answer)
+        except repo.InsufficientCredits:
+            text = _("You have no credits left. Top up to get feedback on this answer, then send it again.")
+            await refuse(message, services, "no_credits", text)
+            await message.answer(_("Credit packs:"), reply_markup=keyboards.packs(cfg.packs))
+            return
+        if not fresh:
+            log.info("answer already taken", answer_id=str(answer.id))
+            return
+        await message.reply(_("✅ Answer received ({duration} s). Analysing it now — feedback follows shortly.")
+                            .format(duration=duration))  # fmt: skip
+        await store_and_publish(message, learner, q, answer, services, bot, file_id)
+
+
+async def store_and_publish(
+    message: Message, learner: repo.Learner, q: repo.Question, answer: repo.NewAnswer, services: Services, bot: Bot,
+    file_id: str,
+) -> None:  # fmt: skip
+    cfg = services.settings.bot
+    started = time.monotonic()
+    key: str | None = None
+    try:
+        buffer = await bot.download(file_id)
+        assert buffer is not None
+        data = buffer.getvalue()
+        if len(data) > cfg.max_file_bytes:
+            raise _TooBig
+        key, sha = await services.store.put(data, answer.mime_type)
+        event = RawVoiceAnswer(
+            answer_id=str(answer.id), learner_id=str(learner.id), question_id=q.id, track=q.track,
+            task_type=q.task_type, interface_language=learner.language, speaking_time_s=q.speaking_time_s,
+            question_sent_at=answer.question_sent_at, received_at=answer.received_at,
+            audio=AudioObject(bucket=services.store.bucket, key=key, sha256=sha, mime_type=answer.mime_type,
+                              size_bytes=len(data), duration_s=answer.duration_s),
+            transcription_temperature=learner.transcription_temperature,
+            telegram=TelegramRef(update_id=answer.update_id, chat_id=answer.chat_id, message_id=answer.message_id,
+                                 file_unique_id=answer.file_unique_id),
+        )  # fmt: skip
+        await services.publisher.publish(event, cfg.publish_attempts)
+    except Exception as exc:
+        services.metrics.answers.labels("failed").inc()
+        log.error("answer not published", answer_id=str(answer.id), error=repr(exc))
+        async with services.db.tx() as cur:
+            await repo.answer_failed(cur, answer.id, learner.id)
+            orphan = key is not None and not await repo.object_still_used(cur, key)
+        if orphan and key is not None:
+            await services.store.delete(services.store.bucket, key)
+        if isinstance(exc, _TooBig):
+            text = _("This file is too large. The limit is {limit:.0f} MB.").format(limit=cfg.max_file_bytes / 2**20)
+        else:
+            text = _("Sorry, your answer could not be sent for analysis. Your credit was not spent; please send "
+                     "it again.")  # fmt: skip
+        await message.reply(text)
+        return
+    async with services.db.tx() as cur:
+        await repo.answer_published(cur, answer.id, services.store.bucket, key, learner)
+    services.metrics.answers.labels("published").inc()
+    services.metrics.publish_seconds.observe(time.monotonic() - started)
+    log.info("answer published", answer_id=str(answer.id), duration_s=answer.duration_s)

@@ -1,0 +1,70 @@
+"""Longer learner-facing texts built from translated pieces (all HTML-escaped where they carry data)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from aiogram.utils.i18n import gettext as _
+
+from bot.repo import Question
+from speech_coach.contracts.events import TaskType
+from speech_coach.settings import Settings
+
+
+def consent_notice(settings: Settings) -> str:
+    return _(
+        "<b>Your data and privacy</b>\n\n"
+        "<b>What we store:</b> your voice answers (audio files), their transcripts, the feedback and scores, "
+        "your settings and your credit balance. We identify you by your Telegram account; researchers only ever "
+        "see a pseudonym.\n"
+        "<b>Why:</b> to analyse your answers, give you feedback, show your progress and improve the exercises.\n"
+        "<b>How long:</b> recordings are kept for {days} days, the rest while you use the bot.\n"
+        "<b>Deleting:</b> send /delete_my_data at any time to erase your recordings and personal data "
+        "everywhere.\n\n"
+        "You can read this again with /privacy. Do you agree?"
+    ).format(days=settings.bot.retention_days)
+
+
+def task_label(task: TaskType) -> str:
+    return {
+        TaskType.TOEFL_INDEPENDENT: _("TOEFL Task 1 — independent"),
+        TaskType.TOEFL_INTEGRATED_CAMPUS: _("TOEFL Task 2 — campus situation"),
+        TaskType.TOEFL_INTEGRATED_ACADEMIC: _("TOEFL Task 3 — academic course"),
+        TaskType.TOEFL_INTEGRATED_LECTURE: _("TOEFL Task 4 — academic lecture"),
+        TaskType.TOEFL_LISTEN_REPEAT: _("TOEFL Listen and Repeat"),
+        TaskType.TOEFL_INTERVIEW: _("TOEFL Take an Interview"),
+        TaskType.JOB_INTERVIEW: _("Job interview"),
+        TaskType.WORKPLACE: _("Workplace conversation"),
+    }[task]
+
+
+def question_text(q: Question) -> str:
+    parts = [f"<b>{escape(task_label(q.task_type))}</b>: {escape(q.title)}"]
+    reading, listening, repeat, tip = _("Reading"), _("Listening (transcript)"), _("Repeat this sentence"), _("Tip")
+    if q.reading:
+        parts.append(f"<b>{reading}</b>\n<blockquote expandable>{escape(q.reading)}</blockquote>")
+    if q.listening:
+        parts.append(f"<b>{listening}</b>\n<blockquote expandable>{escape(q.listening)}</blockquote>")
+    if q.sentence:
+        parts.append(f"<b>{repeat}</b>\n<blockquote>{escape(q.sentence)}</blockquote>")
+    parts.append(escape(q.prompt))
+    if q.tip:
+        parts.append(f"<i>{tip}: {escape(q.tip)}</i>")
+    parts.append(
+        _("Preparation: {prep} s · Speaking: {speak} s. Answer with a voice message.").format(
+            prep=q.preparation_time_s, speak=q.speaking_time_s
+        )
+    )
+    return "\n\n".join(parts)
+
+
+def help_text() -> str:
+    return _(
+        "<b>Speech Coach</b> helps you practise spoken English.\n\n"
+        "/practice — choose a track and get a question\n"
+        "/stats — your progress as a chart\n"
+        "/balance — your credits; /buy — top up with Telegram Stars\n"
+        "/settings — language, repetition, transcription, reminders\n"
+        "/privacy — what we store; /delete_my_data — erase it\n\n"
+        "Answer each question with a voice message. One feedback costs one credit."
+    )

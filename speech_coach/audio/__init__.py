@@ -1,0 +1,1 @@
+"""Audio helpers shared by the runtimes and their tests."""

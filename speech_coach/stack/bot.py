@@ -1,0 +1,29 @@
+"""The Telegram bot as a platform process of `make run`: `python -m bot`, started only when a token is set.
+
+The core never imports the bot package; it starts it as a subprocess with the resolved settings in its
+environment, and reads its health from `/readyz` (PostgreSQL and Kafka reachable).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from speech_coach.settings import Settings
+from speech_coach.stack.services import ServicePart
+
+
+class BotPart(ServicePart):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings, "bot", [sys.executable, "-m", "bot"], settings.bot.health_port, "SC_BOT__HEALTH_PORT"
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.bot.token.get_secret_value())
+
+    def ports(self) -> list[int]:
+        ports = [self.settings.bot.health_port]
+        if self.settings.bot.webhook_url:
+            ports.append(self.settings.bot.webhook_port)
+        return ports
