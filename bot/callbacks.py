@@ -27,7 +27,7 @@ class MenuCb(CallbackData, prefix="menu"):
 
 
 class SettingsCb(CallbackData, prefix="set"):
-    name: str  # repetition | reminders | temperature | language
+    name: str  # repetition | reminders | research_consent | temperature | language
     value: str = ""
 
 

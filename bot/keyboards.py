@@ -80,6 +80,10 @@ def settings(learner: Learner) -> InlineKeyboardMarkup:
         text=_("Daily reminder: on") if learner.reminders else _("Daily reminder: off"),
         callback_data=SettingsCb(name="reminders", value="off" if learner.reminders else "on"),
     )
+    kb.button(
+        text=_("Share with researchers: on") if learner.research_consent else _("Share with researchers: off"),
+        callback_data=SettingsCb(name="research_consent", value="off" if learner.research_consent else "on"),
+    )
     return kb.adjust(1).as_markup()
 
 

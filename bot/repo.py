@@ -50,6 +50,7 @@ class Learner:
     repetition: bool
     transcription_temperature: float
     reminders: bool
+    research_consent: bool
     current_question_id: str | None
     current_question_sent_at: datetime | None
     consented: bool
@@ -113,8 +114,10 @@ async def create_learner(
 
 async def update_learner(cur: Cursor, learner_id: uuid.UUID, **fields: Any) -> None:
     allowed = {"language", "onboarded", "repetition", "transcription_temperature", "reminders", "chat_id",
-               "current_question_id", "current_question_sent_at", "last_reminded_on"}  # fmt: skip
+               "current_question_id", "current_question_sent_at", "last_reminded_on", "research_consent"}  # fmt: skip
     assert fields and set(fields) <= allowed, fields
+    if "research_consent" in fields:  # kept for audits: when the learner last opted in or out
+        fields = fields | {"research_consent_changed_at": datetime.now(UTC)}
     assignments = ", ".join(f"{name} = %s" for name in fields)
     await cur.execute(f"UPDATE learners SET {assignments} WHERE id = %s", (*fields.values(), learner_id))
 

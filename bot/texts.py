@@ -12,17 +12,24 @@ from speech_coach.settings import Settings
 
 
 def consent_notice(settings: Settings) -> str:
-    return _(
-        "<b>Your data and privacy</b>\n\n"
-        "<b>What we store:</b> your voice answers (audio files), their transcripts, the feedback and scores, "
-        "your settings and your credit balance. We identify you by your Telegram account; researchers only ever "
-        "see a pseudonym.\n"
-        "<b>Why:</b> to analyse your answers, give you feedback, show your progress and improve the exercises.\n"
-        "<b>How long:</b> recordings are kept for {days} days, the rest while you use the bot.\n"
-        "<b>Deleting:</b> send /delete_my_data at any time to erase your recordings and personal data "
-        "everywhere.\n\n"
-        "You can read this again with /privacy. Do you agree?"
-    ).format(days=settings.bot.retention_days)
+    return (
+        _(
+            "<b>Your data and privacy</b>\n\n"
+            "<b>What we store:</b> your voice answers (audio files), their transcripts, the feedback and scores, "
+            "your settings and your credit balance. We identify you by your Telegram account; researchers only ever "
+            "see a pseudonym.\n"
+            "<b>Why:</b> to analyse your answers, give you feedback, show your progress and improve the exercises.\n"
+            "<b>How long:</b> recordings are kept for {days} days, the rest while you use the bot.\n"
+            "<b>Deleting:</b> send /delete_my_data at any time to erase your recordings and personal data "
+            "everywhere.\n\n"
+            "You can read this again with /privacy. Do you agree?"
+        ).format(days=settings.bot.retention_days)
+        + "\n\n"
+        + _(
+            "<b>Research:</b> your answers reach research datasets, under a pseudonym, only if you turn on "
+            "“Share with researchers” in /settings. You can turn it off at any time."
+        )
+    )
 
 
 def task_label(task: TaskType) -> str:

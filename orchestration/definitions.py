@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.domains import dbt, exports, quality, question_bank, warehouse
+from orchestration.domains import dbt, exports, learners, quality, question_bank, warehouse
 from orchestration.resources import SettingsResource, s3_resource
 from speech_coach.settings import Settings
 
@@ -13,6 +13,7 @@ defs = dg.Definitions.merge(
     dbt.defs,
     exports.defs,
     question_bank.defs,
+    learners.defs,
     quality.defs,
     dg.Definitions(resources={"settings": SettingsResource(), "s3": s3_resource(Settings())}),
 )

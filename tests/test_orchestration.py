@@ -191,3 +191,55 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
         assert states["dagster-ui"] == states["dagster-daemon"] == states["ingest"] == "healthy"
     finally:
         assert platform.down() == ["dagster-daemon", "dagster-ui", "ingest"]
+
+
+def test_learners_and_ledger_reach_clickhouse_pseudonymized(
+    dagster_env: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's learners (with and without research consent) and ledger, copied without Telegram ids."""
+    import psycopg
+
+    from orchestration.definitions import defs
+    from orchestration.resources import SettingsResource
+    from speech_coach.db import upgrade
+
+    monkeypatch.setenv("SC_POSTGRES__URL", pg_database)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    upgrade(settings)
+    migrate(connect(settings))
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    with psycopg.connect(pg_database) as conn:
+        for n, (learner, consent) in enumerate(zip(ids, (True, False), strict=True)):
+            tg = TELEGRAM_USER + n
+            conn.execute(
+                "INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym, language, research_consent) "
+                "VALUES (%s, %s, %s, %s, 'ru', %s)",
+                (learner, tg, TELEGRAM_CHAT + n, pseudonym(settings, tg), consent),
+            )
+            conn.execute("INSERT INTO credit_ledger (learner_id, delta, reason, ref) VALUES (%s, 3, 'starter', %s)",
+                         (learner, str(learner)))  # fmt: skip
+            conn.execute("INSERT INTO credit_ledger (learner_id, delta, reason, ref) VALUES (%s, -1, 'answer', 'a')"
+                         if n == 0 else "SELECT %s", (learner,))  # fmt: skip
+    result = dg.materialize(
+        [defs.get_assets_def(dg.AssetKey(["raw", "raw_learners"])),
+         defs.get_assets_def(dg.AssetKey(["raw", "raw_credit_ledger_snapshots"]))],
+        resources={"settings": SettingsResource()},
+    )  # fmt: skip
+    assert result.success
+    client = connect(settings)
+    learners = client.execute(
+        "SELECT learner_id, learner_pseudonym, research_consent, interface_language FROM raw_learners FINAL "
+        "ORDER BY research_consent DESC"
+    )
+    assert learners == [
+        (str(ids[0]), pseudonym(settings, TELEGRAM_USER), 1, "ru"),
+        (str(ids[1]), pseudonym(settings, TELEGRAM_USER + 1), 0, "ru"),
+    ]
+    ledger = client.execute(
+        "SELECT learner_id, balance, charged, granted FROM raw_credit_ledger_snapshots FINAL ORDER BY balance"
+    )
+    assert ledger == [(str(ids[0]), 2, 1, 3), (str(ids[1]), 3, 0, 3)]
+    dumped = repr(client.execute("SELECT * FROM raw_learners")) + repr(
+        client.execute("SELECT * FROM raw_credit_ledger_snapshots")
+    )
+    assert str(TELEGRAM_USER) not in dumped and str(TELEGRAM_CHAT) not in dumped

@@ -1,4 +1,4 @@
-"""/settings: language, repetition, transcription temperature and the daily reminder."""
+"""/settings: language, repetition, transcription temperature, the daily reminder and research sharing."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def change(
         await query.message.answer(_("Choose your interface language:"), reply_markup=keyboards.languages(False))
         return
     value: bool | float
-    if callback_data.name in ("repetition", "reminders"):
+    if callback_data.name in ("repetition", "reminders", "research_consent"):
         value = callback_data.value == "on"
     elif callback_data.name == "temperature" and callback_data.value in keyboards.TEMPERATURES:
         value = float(callback_data.value)
