@@ -159,6 +159,25 @@ class FlinkSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    """The windowed lexical and fluency metrics job (`python -m flink_jobs.metrics`, docs/metrics.md)."""
+
+    group_id: str = Field("speech-coach-metrics", description="Kafka consumer group of the metrics job.")
+    allowed_lateness_s: float = Field(
+        300.0,
+        ge=0,
+        description="How far (event time) an answer may trail the newest one seen and still enter its windows; "
+        "later answers go to the dead-letter topic with reason `late`. Every window result waits this long.",
+    )
+    idle_timeout_s: float = Field(
+        10.0, gt=0, description="A source split with no data for this long stops holding back the watermark."
+    )
+    last_n: int = Field(10, ge=1, description="Answers in the `last_10_answers` count window (it slides by 1).")
+    parallelism: int = Field(
+        2, ge=0, description="Parallelism of the metrics job (its Python workers); 0: SC_FLINK__PARALLELISM."
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_output: bool = Field(True, description="JSON lines (production) or coloured console lines.")
@@ -185,6 +204,7 @@ class Settings(BaseSettings):
     java: JavaSettings = JavaSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
     flink: FlinkSettings = FlinkSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
 
     # Resolved endpoints: the one place that decides "external or local".
