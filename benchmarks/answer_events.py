@@ -22,6 +22,7 @@ START = datetime(2026, 10, 20, 6, 0, tzinfo=UTC)
 @dataclass
 class Generated:
     events: list[Event]  # in arrival order
+    published_ms: list[int]  # when each was published (its Kafka record timestamp): answered_at + a delay
     feedback: list[FeedbackResult]
     metrics: list[AnswerMetrics]
 
@@ -97,4 +98,10 @@ def generate(
         events.append((offset + rng.uniform(0, shuffle_s), fb))
         events.append((offset + rng.uniform(0, shuffle_s), m))
     events.sort(key=lambda e: e[0])
-    return Generated([e for _, e in events], [fb for _, fb, _ in pairs], [m for _, _, m in pairs])
+    start_ms = int(START.timestamp() * 1000)
+    return Generated(
+        [e for _, e in events],
+        [start_ms + round(t * 1000) for t, _ in events],
+        [fb for _, fb, _ in pairs],
+        [m for _, _, m in pairs],
+    )

@@ -170,7 +170,10 @@ class MetricsSettings(BaseModel):
         "later answers go to the dead-letter topic with reason `late`. Every window result waits this long.",
     )
     idle_timeout_s: float = Field(
-        10.0, gt=0, description="A source split with no data for this long stops holding back the watermark."
+        30.0,
+        gt=0,
+        description="A Kafka partition with no data for this long stops holding back the watermark (too short, and "
+        "a partition that is merely slower to read while catching up can make another's answers late).",
     )
     last_n: int = Field(10, ge=1, description="Answers in the `last_10_answers` count window (it slides by 1).")
     parallelism: int = Field(

@@ -89,7 +89,11 @@ class DictState(LearnerState):
 class Simulator:
     """Flink's event-time semantics for one keyed operator, in memory."""
 
-    def __init__(self, lateness_s: float = 300, last_n: int = 10) -> None:
+    def __init__(self, lateness_s: float = 300, last_n: int = 10, *, async_timers: bool = False) -> None:
+        # async_timers: like PyFlink, a timer registered in a callback reaches the timer queue only after the
+        # current watermark advance, so it fires late (after later timers); and every timer fires twice.
+        self.async_timers = async_timers
+        self.deferred: list[tuple[str, list[int]]] = []
         self.logic = LearnerWindows(TOPICS, last_n, lateness_s)
         self.lateness_ms = int(lateness_s * 1000)
         self.states: dict[str, DictState] = defaultdict(DictState)
@@ -99,7 +103,10 @@ class Simulator:
         self.newest = -(2**63)
         self.out: list[tuple[str, str, bytes, bytes]] = []  # (tag, topic, key, value)
 
-    def _register(self, learner: str, times: list[int]) -> None:
+    def _register(self, learner: str, times: list[int], *, now: bool = False) -> None:
+        if self.async_timers and not now:
+            self.deferred.append((learner, times))
+            return
         for t in times:
             if (t, learner) not in self.known:
                 self.known.add((t, learner))
@@ -128,9 +135,14 @@ class Simulator:
             register: list[int] = []
             self._collect(self.logic.on_time(self.states[learner], learner, t, register))
             self._register(learner, register)
+            if self.async_timers and t > 0:
+                self.deferred.append((learner, [t]))  # fires again
+        for learner, times in self.deferred:
+            self._register(learner, times, now=True)
+        self.deferred.clear()
 
     def finish(self) -> None:
-        self.advance(2**62)
+        self.advance(2**62 + len(self.out))
 
     def latest_by_key(self) -> dict[bytes, tuple[WindowedMetrics, WindowedVocabulary]]:
         metrics: dict[bytes, WindowedMetrics] = {}
@@ -171,6 +183,18 @@ def test_stream_windows_equal_batch_recomputation_out_of_order() -> None:
     assert kinds == set(WindowKind)
     assert_same(sim.latest_by_key(), expected)
     assert sim.logic.counts["answers"] == 240
+
+
+def test_timers_firing_late_or_twice_change_nothing() -> None:
+    data = generate(learners=4, answers_per_learner=40, days=45, shuffle_s=240, lexical=False, seed=9)
+    sim = Simulator(lateness_s=300, async_timers=True)
+    for event in data.events:
+        sim.feed(event)
+    sim.finish()
+    sim.finish()  # the re-registered timers
+    assert sim.dead_letters() == []
+    answers = [answer_from(f, m) for f, m in zip(data.feedback, data.metrics, strict=True)]
+    assert_same(sim.latest_by_key(), recompute([a for a in answers if a is not None]))
 
 
 def test_late_answers_go_to_the_side_output_and_are_counted() -> None:

@@ -222,9 +222,17 @@ class LearnerWindows:
         ready.sort(key=lambda a: a.order)
         for answer in ready:
             yield from self._apply(state, learner, answer, register)
-        if (now + 1) % DAY_MS == 0:
-            yield from self._close_day(state, learner, (now + 1) // DAY_MS - 1)
-        state.set_horizon(now)
+        # Close every day that ended by `now` and was not closed yet, whichever timer this is. PyFlink registers
+        # timers asynchronously: a timer asked for in a callback can reach the JVM after the watermark passed it,
+        # so it fires late, after later ones, or a second time. Days are therefore closed by time, not by timer.
+        horizon = state.horizon()
+        last = (now + 1) // DAY_MS - 1  # the last day whose end (its last millisecond) is <= now
+        days = state.days()
+        first = max((horizon + 1) // DAY_MS if horizon is not None else -(2**62), min(days)) if days else last + 1
+        for day in range(first, last + 1):
+            yield from self._close_day(state, learner, day)
+        if horizon is None or now > horizon:
+            state.set_horizon(now)
 
     def _apply(
         self, state: LearnerState, learner: str, answer: Answer, register: list[int]

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
-from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.data_stream import DataStream, KeyedStream
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
@@ -82,34 +81,42 @@ class Decode(ProcessFunction):  # type: ignore[misc]
         yield Row(record[0], record)
 
 
-class AnsweredAt(TimestampAssigner):  # type: ignore[misc]
-    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        return int(value[1][1])
-
-
 class FlinkLearnerState(LearnerState):
-    """LearnerState over Flink keyed state (pickled values; days and pending answers one entry each, so an
-    update re-serializes one day, not the learner's month)."""
+    """LearnerState over Flink keyed state, pickled. Days are one map entry each, so adding an answer
+    re-serializes one day, not the learner's month. Pending answers (a few, within the lateness) and the list of
+    days are single values: PyFlink 2.3's MapState iteration returned entries removed earlier in the same bundle,
+    which re-applied answers, so nothing here iterates a MapState."""
 
     def __init__(self, ctx: RuntimeContext) -> None:
         pickled = Types.PICKLED_BYTE_ARRAY()
-        self._pending = ctx.get_map_state(MapStateDescriptor("pending", Types.STRING(), pickled))
+        self._pending = ctx.get_state(ValueStateDescriptor("pending", pickled))
         self._days = ctx.get_map_state(MapStateDescriptor("days", Types.LONG(), pickled))
+        self._day_index = ctx.get_state(ValueStateDescriptor("day_index", pickled))
         self._recent = ctx.get_state(ValueStateDescriptor("recent", pickled))
         self._horizon = ctx.get_state(ValueStateDescriptor("horizon", Types.LONG()))
 
+    def _pending_map(self) -> dict[str, Pending]:
+        value: dict[str, Pending] | None = self._pending.value()
+        return value if value is not None else {}
+
     def pending_get(self, answer_id: str) -> Pending | None:
-        value: Pending | None = self._pending.get(answer_id)
-        return value
+        return self._pending_map().get(answer_id)
 
     def pending_put(self, answer_id: str, value: Pending) -> None:
-        self._pending.put(answer_id, value)
+        pending = self._pending_map()
+        pending[answer_id] = value
+        self._pending.update(pending)
 
     def pending_items(self) -> list[tuple[str, Pending]]:
-        return list(self._pending.items())
+        return list(self._pending_map().items())
 
     def pending_remove(self, answer_id: str) -> None:
-        self._pending.remove(answer_id)
+        pending = self._pending_map()
+        pending.pop(answer_id, None)
+        if pending:
+            self._pending.update(pending)
+        else:
+            self._pending.clear()
 
     def day_get(self, day: int) -> list[Answer] | None:
         value: list[Answer] | None = self._days.get(day)
@@ -117,12 +124,17 @@ class FlinkLearnerState(LearnerState):
 
     def day_put(self, day: int, answers: list[Answer]) -> None:
         self._days.put(day, answers)
+        days = self.days()
+        if day not in days:
+            self._day_index.update(sorted([*days, day]))
 
     def day_remove(self, day: int) -> None:
         self._days.remove(day)
+        self._day_index.update([d for d in self.days() if d != day])
 
     def days(self) -> list[int]:
-        return list(self._days.keys())
+        value: list[int] | None = self._day_index.value()
+        return list(value) if value is not None else []
 
     def recent(self) -> list[Answer]:
         value: list[Answer] | None = self._recent.value()
@@ -186,21 +198,20 @@ def build(settings: Settings, *, restore: bool = True) -> Any:
     if settings.metrics.parallelism:
         env.set_parallelism(settings.metrics.parallelism)
     names = topics(settings)
-    lateness = Duration.of_millis(int(settings.metrics.allowed_lateness_s * 1000))
-    strategy = (
-        WatermarkStrategy.for_bounded_out_of_orderness(lateness)
-        .with_timestamp_assigner(AnsweredAt())
-        .with_idleness(Duration.of_millis(int(settings.metrics.idle_timeout_s * 1000)))
-    )
+    # Event-time progress comes from the Kafka record timestamps, per partition inside the source (the
+    # watermark is the minimum over partitions, so a backlog read faster on one partition cannot make another's
+    # answers late). Producers stamp a record no earlier than its answered_at (publish time, or answered_at
+    # itself); the windows and the lateness test use answered_at from the payload. PyFlink cannot run a Python
+    # timestamp assigner inside the source, and one after it would see all partitions mixed.
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_millis(int(settings.metrics.allowed_lateness_s * 1000))
+    ).with_idleness(Duration.of_millis(int(settings.metrics.idle_timeout_s * 1000)))
     source = env.from_source(
-        kafka_source(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS], settings.metrics.group_id),
-        WatermarkStrategy.no_watermarks(),
-        "answers",
-    )
-    decoded = source.process(Decode(names), output_type=KEYED).name("decode")
-    timed = decoded.assign_timestamps_and_watermarks(strategy)
+        kafka_source(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS], settings.metrics.group_id), strategy, "answers"
+    ).uid("answers")
+    decoded = source.process(Decode(names), output_type=KEYED).name("decode").uid("decode")
     windows = (
-        _key_by_first_field(timed)
+        _key_by_first_field(decoded)
         .process(Windows(names, settings.metrics.last_n, settings.metrics.allowed_lateness_s), OUTPUT_TYPE)
         .name("learner-windows")
         .uid("learner-windows")
