@@ -162,6 +162,7 @@ class FlinkSettings(BaseModel):
 class MetricsSettings(BaseModel):
     """The windowed lexical and fluency metrics job (`python -m flink_jobs.metrics`, docs/metrics.md)."""
 
+    enabled: bool = Field(True, description="Start the metrics job with `make run`.")
     group_id: str = Field("speech-coach-metrics", description="Kafka consumer group of the metrics job.")
     allowed_lateness_s: float = Field(
         300.0,

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.answer_events import START, Generated, answer_pair, generate
+from benchmarks.metrics_harness import Job, Reader, job_settings, produce
 from flink_jobs.common import latest_checkpoint
 from speech_coach.contracts.events import Event, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
 from speech_coach.windows import Results, answer_from, comparable, recompute, to_ms
-from tests.metrics_job_harness import Job, Reader, job_settings, produce
 
 pytestmark = pytest.mark.stack
 
@@ -103,7 +103,8 @@ def test_windows_equal_batch_recomputation_and_late_answers_are_kept(
         rng = random.Random(11)
         late = [e for k in range(3) for e in answer_pair(rng, LEARNER, f"late-{k}", START + timedelta(days=10 + k),
                                                           "a late answer about the weather")]  # fmt: skip
-        produce(settings, late, [to_ms(START + timedelta(days=81))] * len(late))  # published long after
+        # Published long after they were answered (as late as the sentinel, so its own windows stay open).
+        produce(settings, late, [to_ms(START + timedelta(days=80))] * len(late))
         deadline = time.monotonic() + 60
         while len(reader.collected.dead_letters) < len(late) and time.monotonic() < deadline:
             reader.poll(1.0)
@@ -175,7 +176,8 @@ def test_restart_from_checkpoint_after_kill_loses_nothing(stack: Stack, tmp_path
         produce(settings, sentinel())
         job = Job(settings, tmp_path / "job.log")
         wait_for(reader, expected, job, timeout=300)
-        assert f"restored_from={checkpoints}" in (tmp_path / "job.log").read_text(errors="replace")
+        log = (tmp_path / "job.log").read_text(errors="replace").rsplit("metrics_job.starting", 1)[-1]
+        assert "restored_from" in log and f"{checkpoints}/" in log  # it resumed from a checkpoint of the first run
         assert_equal_to_batch(reader, expected)
         assert len(reader.collected.metrics) > before
         assert reader.collected.dead_letters == []

@@ -15,6 +15,7 @@ from speech_coach.stack.base import ManagedPart, PartStatus, StackError
 from speech_coach.stack.broker import BrokerPart
 from speech_coach.stack.clickhouse import ClickHousePart
 from speech_coach.stack.dagster import DagsterDaemonPart, DagsterWebserverPart
+from speech_coach.stack.metrics_job import MetricsJobPart
 from speech_coach.stack.objectstore import ObjectStorePart
 from speech_coach.stack.postgres import PostgresPart
 from speech_coach.tools import ToolError, find_ffmpeg, find_java
@@ -46,6 +47,7 @@ class Stack:
         self.clickhouse = ClickHousePart(settings)
         self.dagster_ui = DagsterWebserverPart(settings)
         self.dagster_daemon = DagsterDaemonPart(settings)
+        self.metrics_job = MetricsJobPart(settings)
         self.platform = platform
 
     @property
@@ -54,7 +56,8 @@ class Stack:
 
     @property
     def platform_parts(self) -> list[ManagedPart]:
-        return [self.dagster_ui, self.dagster_daemon] if self.settings.dagster.enabled else []
+        dagster: list[ManagedPart] = [self.dagster_ui, self.dagster_daemon] if self.settings.dagster.enabled else []
+        return [*dagster, self.metrics_job] if self.settings.metrics.enabled else dagster
 
     @property
     def parts(self) -> list[ManagedPart]:

@@ -1,7 +1,7 @@
 """Run the metrics job as `python -m flink_jobs.metrics` against a stack, feed it, and read what it wrote.
 
-Shared by the job's tests and its benchmark. The job is a child process in its own process group, so a test can
-kill -9 all of it (JVM and Python workers) the way a crashed pod dies.
+Shared by the job's tests (tests/test_metrics_job.py) and its benchmark. The job is a child process in its own
+process group, so a test can kill -9 all of it (JVM and Python workers) the way a crashed pod dies.
 """
 
 from __future__ import annotations
