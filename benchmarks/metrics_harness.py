@@ -130,6 +130,8 @@ class Reader:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.names = {topic_name(settings, t): t for t in OUTPUTS}
+        # Subscribed before they exist, librdkafka would only see them at its next metadata refresh (minutes).
+        ensure_topics(settings, OUTPUTS)
         group = f"reader-{uuid.uuid4().hex[:8]}"
         self.consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": False}))
         self.consumer.subscribe(list(self.names))

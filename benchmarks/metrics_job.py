@@ -22,10 +22,11 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.answer_events import START, answer_pair, generate
-from benchmarks.metrics_harness import Job, Reader, job_settings, produce
+from benchmarks.metrics_harness import OUTPUTS, Job, Reader, job_settings, produce
 from benchmarks.report import bar_chart, median, percentile, write_section
 from speech_coach.contracts.events import WindowKind, encode
-from speech_coach.kafka import producer_config, topic_name
+from speech_coach.contracts.topics import Topic
+from speech_coach.kafka import ensure_topics, producer_config, topic_name
 from speech_coach.stack import Stack
 from speech_coach.stack.isolated import isolated_settings
 from speech_coach.windows import SLIDING_DAYS, day_index, month_bounds, to_ms
@@ -83,6 +84,8 @@ def _measure(console: Console, base, tmp: Path) -> None:  # type: ignore[no-unty
     answers = len(data.metrics)
     windows = expected_windows(data.metrics)
     words = Counter(len(f.transcript.split()) for f in data.feedback).most_common(1)[0][0]
+    # Created with their partitions before anything is published (a producer would auto-create them otherwise).
+    ensure_topics(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS, *OUTPUTS])
     started = time.monotonic()
     produce(settings, data.events, data.published_ms)
     # Closes every window of the backlog; its own windows stay open.
