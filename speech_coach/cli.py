@@ -82,7 +82,7 @@ def run() -> None:
     console.print(f"Platform ready in {result.seconds:.1f} s; {len(created)} Kafka topics created.")
     _print_status(stack)
     addresses = Table(title="Where things are", show_header=False)
-    if stack.platform_parts:
+    if settings.dagster.enabled:
         addresses.add_row("Dagster UI", stack.dagster_ui.address)
     addresses.add_row("Kafka bootstrap", settings.kafka_bootstrap)
     addresses.add_row("PostgreSQL", settings.postgres_url)

@@ -228,6 +228,29 @@ class BotSettings(BaseModel):
         return {int(c): int(s) for c, _, s in pairs}
 
 
+class MetricsSettings(BaseModel):
+    """The windowed lexical and fluency metrics job (`python -m flink_jobs.metrics`, docs/metrics.md)."""
+
+    enabled: bool = Field(True, description="Start the metrics job with `make run`.")
+    group_id: str = Field("speech-coach-metrics", description="Kafka consumer group of the metrics job.")
+    allowed_lateness_s: float = Field(
+        300.0,
+        ge=0,
+        description="How far (event time) an answer may trail the newest one seen and still enter its windows; "
+        "later answers go to the dead-letter topic with reason `late`. Every window result waits this long.",
+    )
+    idle_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A Kafka partition with no data for this long stops holding back the watermark (too short, and "
+        "a partition that is merely slower to read while catching up can make another's answers late).",
+    )
+    last_n: int = Field(10, ge=1, description="Answers in the `last_10_answers` count window (it slides by 1).")
+    parallelism: int = Field(
+        2, ge=0, description="Parallelism of the metrics job (its Python workers); 0: SC_FLINK__PARALLELISM."
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_output: bool = Field(True, description="JSON lines (production) or coloured console lines.")
@@ -256,6 +279,7 @@ class Settings(BaseSettings):
     flink: FlinkSettings = FlinkSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     bot: BotSettings = BotSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
 
     # Resolved endpoints: the one place that decides "external or local".

@@ -159,19 +159,18 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     import json
     import urllib.request
 
-    from speech_coach.settings import DagsterSettings, WarehouseSettings
+    from speech_coach.settings import DagsterSettings, KafkaSettings, MetricsSettings, WarehouseSettings
     from speech_coach.stack.isolated import free_port_block
-    from tests.conftest import using_servers_of
+    from tests.conftest import unique, using_servers_of
 
     ports = free_port_block(2)
-    from speech_coach.settings import KafkaSettings
-    from tests.conftest import unique
-
+    # The Flink jobs, the other platform parts, have their own tests.
     settings = using_servers_of(
         stack,
         tmp_path / "state",
         dagster=DagsterSettings(port=ports),
         warehouse=WarehouseSettings(ingest_health_port=ports + 1),
+        metrics=MetricsSettings(enabled=False),
         # The ingestion service consumes these; other tests' topics are not its business.
         kafka=KafkaSettings(bootstrap_servers=stack.settings.kafka_bootstrap, topic_prefix=unique("t") + "."),
     )

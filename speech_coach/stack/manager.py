@@ -16,6 +16,7 @@ from speech_coach.stack.bot import BotPart
 from speech_coach.stack.broker import BrokerPart
 from speech_coach.stack.clickhouse import ClickHousePart
 from speech_coach.stack.dagster import DagsterDaemonPart, DagsterWebserverPart
+from speech_coach.stack.metrics_job import MetricsJobPart
 from speech_coach.stack.objectstore import ObjectStorePart
 from speech_coach.stack.postgres import PostgresPart
 from speech_coach.stack.services import ingest_part
@@ -50,6 +51,7 @@ class Stack:
         self.dagster_daemon = DagsterDaemonPart(settings)
         self.ingest = ingest_part(settings)
         self.bot = BotPart(settings)
+        self.metrics_job = MetricsJobPart(settings)
         self.platform = platform
 
     @property
@@ -61,6 +63,8 @@ class Stack:
         parts: list[ManagedPart] = [self.ingest]
         if self.settings.dagster.enabled:
             parts += [self.dagster_ui, self.dagster_daemon]
+        if self.settings.metrics.enabled:
+            parts.append(self.metrics_job)
         if self.bot.configured:  # without a token there is nothing to run; `speech-coach run` says so
             parts.append(self.bot)
         return parts
@@ -68,7 +72,7 @@ class Stack:
     @property
     def stoppable_platform_parts(self) -> list[ManagedPart]:
         # Whatever an earlier `run` started stops, even if its settings changed since.
-        return [self.ingest, self.dagster_ui, self.dagster_daemon, self.bot]
+        return [self.ingest, self.dagster_ui, self.dagster_daemon, self.metrics_job, self.bot]
 
     @property
     def parts(self) -> list[ManagedPart]:

@@ -1,0 +1,221 @@
+"""The metrics job's topology: Kafka (feedback + answer metrics) -> decode -> event time -> per learner -> Kafka.
+
+    feedback, answer-metrics ─> decode, key by learner ─> watermarks (bounded out-of-orderness = lateness)
+        ─> keyBy learner ─> LearnerWindows (join, order, last-N / day / 7-day / month windows)
+        ─> windowed-metrics, vocabulary;  side outputs (undecodable, late, unmatched) ─> dead letters
+
+Two Python operators in all: the decoding one (the timestamp extraction and the key chain into it) and the
+keyed one; the key is computed in the first, so PyFlink's own key-selector operator, a third Python hop, is
+not needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pyflink.common import Duration, Row, Types, WatermarkStrategy
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream.data_stream import DataStream, KeyedStream
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.java_gateway import get_gateway
+
+from flink_jobs.common import OUTPUT_TYPE, environment, kafka_sink, kafka_source
+from flink_jobs.metrics.functions import (
+    Answer,
+    LearnerState,
+    LearnerWindows,
+    Out,
+    Pending,
+    Topics,
+    dead_letter,
+    to_record,
+)
+from speech_coach.contracts.events import ContractError
+from speech_coach.contracts.topics import Topic
+from speech_coach.kafka import topic_name
+from speech_coach.logging import get_logger
+from speech_coach.settings import Settings
+
+log = get_logger(__name__)
+
+INVALID = OutputTag("invalid", OUTPUT_TYPE)
+LATE = OutputTag("late", OUTPUT_TYPE)
+KEYED = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
+
+
+def topics(settings: Settings) -> Topics:
+    return Topics(
+        feedback=topic_name(settings, Topic.FEEDBACK),
+        metrics=topic_name(settings, Topic.ANSWER_METRICS),
+        windowed_metrics=topic_name(settings, Topic.WINDOWED_METRICS),
+        vocabulary=topic_name(settings, Topic.VOCABULARY),
+        dead_letters=topic_name(settings, Topic.DEAD_LETTERS),
+    )
+
+
+def _row(out: Out) -> Row:
+    return Row(*out)
+
+
+class Decode(ProcessFunction):  # type: ignore[misc]
+    """Bytes -> Row(learner id, record); what fails its contract goes to the INVALID side output."""
+
+    def __init__(self, topics: Topics) -> None:
+        self.topics = topics
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from speech_coach.text import warm_up
+
+        warm_up()
+        self.invalid = runtime_context.get_metrics_group().counter("invalid_records")
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        data = bytes(value)
+        try:
+            record = to_record(data)
+        except ContractError as exc:
+            self.invalid.inc()
+            yield INVALID, _row(dead_letter(self.topics, data, exc.reason, str(exc)))
+            return
+        yield Row(record[0], record)
+
+
+class FlinkLearnerState(LearnerState):
+    """LearnerState over Flink keyed state, pickled. Days are one map entry each, so adding an answer
+    re-serializes one day, not the learner's month. Pending answers (a few, within the lateness) and the list of
+    days are single values: PyFlink 2.3's MapState iteration returned entries removed earlier in the same bundle,
+    which re-applied answers, so nothing here iterates a MapState."""
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        pickled = Types.PICKLED_BYTE_ARRAY()
+        self._pending = ctx.get_state(ValueStateDescriptor("pending", pickled))
+        self._days = ctx.get_map_state(MapStateDescriptor("days", Types.LONG(), pickled))
+        self._day_index = ctx.get_state(ValueStateDescriptor("day_index", pickled))
+        self._recent = ctx.get_state(ValueStateDescriptor("recent", pickled))
+        self._horizon = ctx.get_state(ValueStateDescriptor("horizon", Types.LONG()))
+
+    def _pending_map(self) -> dict[str, Pending]:
+        value: dict[str, Pending] | None = self._pending.value()
+        return value if value is not None else {}
+
+    def pending_get(self, answer_id: str) -> Pending | None:
+        return self._pending_map().get(answer_id)
+
+    def pending_put(self, answer_id: str, value: Pending) -> None:
+        pending = self._pending_map()
+        pending[answer_id] = value
+        self._pending.update(pending)
+
+    def pending_items(self) -> list[tuple[str, Pending]]:
+        return list(self._pending_map().items())
+
+    def pending_remove(self, answer_id: str) -> None:
+        pending = self._pending_map()
+        pending.pop(answer_id, None)
+        if pending:
+            self._pending.update(pending)
+        else:
+            self._pending.clear()
+
+    def day_get(self, day: int) -> list[Answer] | None:
+        value: list[Answer] | None = self._days.get(day)
+        return value
+
+    def day_put(self, day: int, answers: list[Answer]) -> None:
+        self._days.put(day, answers)
+        days = self.days()
+        if day not in days:
+            self._day_index.update(sorted([*days, day]))
+
+    def day_remove(self, day: int) -> None:
+        self._days.remove(day)
+        self._day_index.update([d for d in self.days() if d != day])
+
+    def days(self) -> list[int]:
+        value: list[int] | None = self._day_index.value()
+        return list(value) if value is not None else []
+
+    def recent(self) -> list[Answer]:
+        value: list[Answer] | None = self._recent.value()
+        return value or []
+
+    def set_recent(self, answers: list[Answer]) -> None:
+        self._recent.update(answers)
+
+    def horizon(self) -> int | None:
+        value: int | None = self._horizon.value()
+        return value
+
+    def set_horizon(self, value: int) -> None:
+        self._horizon.update(value)
+
+
+class Windows(KeyedProcessFunction):  # type: ignore[misc]
+    def __init__(self, topics: Topics, last_n: int, allowed_lateness_s: float) -> None:
+        self.topics, self.last_n, self.allowed_lateness_s = topics, last_n, allowed_lateness_s
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from speech_coach.text import warm_up
+
+        warm_up()
+        self.logic = LearnerWindows(self.topics, self.last_n, self.allowed_lateness_s)
+        group = runtime_context.get_metrics_group()
+        self.logic.on_count = {name: group.counter(f"{name}") for name in self.logic.COUNTED}
+        self.state = FlinkLearnerState(runtime_context)
+
+    def _out(self, items: Iterator[tuple[str, Out]]) -> Iterator[Any]:
+        for tag, out in items:
+            yield (_row(out) if tag == "main" else (LATE, _row(out)))
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        register: list[int] = []
+        timers = ctx.timer_service()
+        yield from self._out(self.logic.on_part(self.state, value, timers.current_watermark(), register))
+        for ts in register:
+            timers.register_event_time_timer(ts)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        register: list[int] = []
+        yield from self._out(self.logic.on_time(self.state, ctx.get_current_key(), timestamp, register))
+        timers = ctx.timer_service()
+        for ts in register:
+            timers.register_event_time_timer(ts)
+
+
+def _key_by_first_field(stream: DataStream) -> KeyedStream:
+    # What DataStream.key_by does after its own Python key-selector step: partition by the Row's first field.
+    gateway = get_gateway()
+    j_keyed = stream._j_data_stream.keyBy(
+        gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, Types.PICKLED_BYTE_ARRAY(), stream)
+
+
+def build(settings: Settings, *, restore: bool = True) -> Any:
+    """The configured environment with the job's graph on it; `env.execute()` runs it."""
+    env = environment(settings, "metrics", restore=restore)
+    if settings.metrics.parallelism:
+        env.set_parallelism(settings.metrics.parallelism)
+    names = topics(settings)
+    # Event-time progress comes from the Kafka record timestamps, per partition inside the source (the
+    # watermark is the minimum over partitions, so a backlog read faster on one partition cannot make another's
+    # answers late). Producers stamp a record no earlier than its answered_at (publish time, or answered_at
+    # itself); the windows and the lateness test use answered_at from the payload. PyFlink cannot run a Python
+    # timestamp assigner inside the source, and one after it would see all partitions mixed.
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_millis(int(settings.metrics.allowed_lateness_s * 1000))
+    ).with_idleness(Duration.of_millis(int(settings.metrics.idle_timeout_s * 1000)))
+    source = env.from_source(
+        kafka_source(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS], settings.metrics.group_id), strategy, "answers"
+    ).uid("answers")
+    decoded = source.process(Decode(names), output_type=KEYED).name("decode").uid("decode")
+    windows = (
+        _key_by_first_field(decoded)
+        .process(Windows(names, settings.metrics.last_n, settings.metrics.allowed_lateness_s), OUTPUT_TYPE)
+        .name("learner-windows")
+        .uid("learner-windows")
+    )
+    outputs = windows.union(decoded.get_side_output(INVALID), windows.get_side_output(LATE))
+    outputs.sink_to(kafka_sink(settings)).name("outputs").uid("outputs")
+    return env
