@@ -80,8 +80,14 @@ def upload(settings: Settings, bucket: str, data: bytes, ext: str = "ogg") -> di
     key = f"audio/{sha[:2]}/{sha}.{ext}"
     client = s3_client(settings)
     client.put_object(Bucket=bucket, Key=key, Body=data)
-    return {"bucket": bucket, "key": key, "sha256": sha, "mime_type": "audio/ogg", "size_bytes": max(1, len(data)),
-            "duration_s": 45.0}  # fmt: skip
+    return {
+        "bucket": bucket,
+        "key": key,
+        "sha256": sha,
+        "mime_type": "audio/ogg",
+        "size_bytes": max(1, len(data)),
+        "duration_s": 45.0,
+    }
 
 
 def raw_answer(audio: dict[str, Any], **overrides: Any) -> RawVoiceAnswer:
@@ -241,9 +247,13 @@ def start_job(settings: Settings, variables: dict[str, str], log: Path) -> JobPr
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | variables
     handle = log.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flink_jobs.answers"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "flink_jobs.answers"],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     return JobProcess(settings, proc, log)
 
 
@@ -255,3 +265,22 @@ def audio_bucket(settings: Settings) -> str:
 
 def ffmpeg_of(settings: Settings) -> Path:
     return find_ffmpeg(settings).executable
+
+
+class Harness:
+    def __init__(self, settings: Settings, job: JobProcess, bucket: str) -> None:
+        self.settings, self.job, self.bucket = settings, job, bucket
+        self.producer = Producer(settings)
+        self.collector = Collector(settings)
+        self.ffmpeg = ffmpeg_of(settings)
+
+    def submit(self, data: bytes, **overrides: object) -> str:
+        answer = raw_answer(upload(self.settings, self.bucket, data), **overrides)
+        self.producer.send(answer)
+        return answer.answer_id
+
+    def wait(self, *answer_ids: str, timeout: float = 120):  # type: ignore[no-untyped-def]
+        try:
+            return self.collector.wait_feedback(answer_ids, timeout)
+        except AssertionError:
+            raise AssertionError(f"job log tail:\n{self.job.tail()}") from None

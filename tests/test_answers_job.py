@@ -12,17 +12,13 @@ import pytest
 
 from speech_coach.contracts import ResultStatus
 from speech_coach.s3 import s3_client
-from speech_coach.settings import Settings
 from speech_coach.speech.wer import wer
 from speech_coach.stack import Stack
 from tests.answers_support import (
     ANSWER_45S,
     RUSSIAN_ANSWER,
-    Collector,
-    JobProcess,
-    Producer,
+    Harness,
     audio_bucket,
-    ffmpeg_of,
     job_settings,
     plain_text,
     raw_answer,
@@ -32,25 +28,6 @@ from tests.answers_support import (
 )
 
 pytestmark = pytest.mark.stack
-
-
-class Harness:
-    def __init__(self, settings: Settings, job: JobProcess, bucket: str) -> None:
-        self.settings, self.job, self.bucket = settings, job, bucket
-        self.producer = Producer(settings)
-        self.collector = Collector(settings)
-        self.ffmpeg = ffmpeg_of(settings)
-
-    def submit(self, data: bytes, **overrides: object) -> str:
-        answer = raw_answer(upload(self.settings, self.bucket, data), **overrides)
-        self.producer.send(answer)
-        return answer.answer_id
-
-    def wait(self, *answer_ids: str, timeout: float = 120):  # type: ignore[no-untyped-def]
-        try:
-            return self.collector.wait_feedback(answer_ids, timeout)
-        except AssertionError:
-            raise AssertionError(f"job log tail:\n{self.job.tail()}") from None
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +77,20 @@ def test_a_45_second_answer_gets_feedback_and_metrics(harness: Harness) -> None:
 
 
 def test_job_interview_answer_uses_its_own_scale_and_russian_feedback(harness: Harness) -> None:
-    text = ("In my previous job I led a small team. <break time='600ms'/> The situation was difficult because a "
-            "client changed the deadline. My task was to deliver the project two weeks early. First, I split the "
-            "work into smaller parts. As a result, we delivered on time and the client was happy.")  # fmt: skip
+    text = (
+        "In my previous job I led a small team. <break time='600ms'/> The situation was difficult because a "
+        "client changed the deadline. My task was to deliver the project two weeks early. First, I split the "
+        "work into smaller parts. As a result, we delivered on time and the client was happy."
+    )
     ogg, _ = speech_ogg(text, harness.ffmpeg)
-    answer_id = harness.submit(ogg, track="job_interview", task_type="job_interview", question_id="no-such-question",
-                               speaking_time_s=90, interface_language="ru")  # fmt: skip
+    answer_id = harness.submit(
+        ogg,
+        track="job_interview",
+        task_type="job_interview",
+        question_id="no-such-question",
+        speaking_time_s=90,
+        interface_language="ru",
+    )
     result = harness.wait(answer_id)[answer_id]
     assert result.status is ResultStatus.OK
     assert result.engine is not None and result.engine.scale == "interview_1_5"
@@ -133,8 +118,16 @@ def test_unusable_audio_is_rejected_with_a_reason_and_a_dead_letter(harness: Har
         # a listen-and-repeat item allows 10 s: a 46 s recording is more than twice that
         h.submit(long_ogg, task_type="toefl_listen_repeat", speaking_time_s=10): "audio.too_long",
     }
-    missing = raw_answer({"bucket": h.bucket, "key": "audio/00/gone.ogg", "sha256": "0" * 64,
-                          "mime_type": "audio/ogg", "size_bytes": 100, "duration_s": 3.0})  # fmt: skip
+    missing = raw_answer(
+        {
+            "bucket": h.bucket,
+            "key": "audio/00/gone.ogg",
+            "sha256": "0" * 64,
+            "mime_type": "audio/ogg",
+            "size_bytes": 100,
+            "duration_s": 3.0,
+        }
+    )
     h.producer.send(missing)
     cases[missing.answer_id] = "audio.missing"
     tampered = upload(h.settings, h.bucket, garbage)
@@ -165,8 +158,9 @@ def test_records_breaking_the_contract_become_dead_letters(harness: Harness) -> 
     marker = uuid.uuid4().hex
     h.producer.send_raw(b"\xff\xfe not json " + marker.encode())
     h.producer.send_raw(f'{{"event_type": "raw_voice_answer", "schema_version": 1, "answer_id": "{marker}"}}'.encode())
-    not_json = h.collector.dead_letters(lambda d: marker.encode() in base64.b64decode(d.payload_b64)
-                                        and d.reason == "contract.not_json", timeout=60)  # fmt: skip
+    not_json = h.collector.dead_letters(
+        lambda d: marker.encode() in base64.b64decode(d.payload_b64) and d.reason == "contract.not_json", timeout=60
+    )
     invalid = h.collector.dead_letters(lambda d: d.answer_id == marker, timeout=60)
     assert len(not_json) == 1 and not_json[0].stage == "decode"
     assert [d.reason for d in invalid] == ["contract.invalid"] and "learner_id" in invalid[0].detail

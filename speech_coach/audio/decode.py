@@ -58,10 +58,32 @@ def decode(data: bytes, ffmpeg: Path, *, max_duration_s: float, timeout_s: float
     cap = f"{max_duration_s + 1.0:.3f}"
     try:
         proc = subprocess.run(
-            [str(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-t", cap,
-             "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", "pipe:1"],
-            input=data, capture_output=True, timeout=timeout_s, check=False,
-        )  # fmt: skip
+            [
+                str(ffmpeg),
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-i",
+                "pipe:0",
+                "-t",
+                cap,
+                "-vn",
+                "-ac",
+                "1",
+                "-ar",
+                str(SAMPLE_RATE),
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+                "pipe:1",
+            ],
+            input=data,
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise AudioError("audio.undecodable", f"decoding took longer than {timeout_s:.0f} s") from exc
     if proc.returncode != 0 or len(proc.stdout) <= 44:

@@ -57,9 +57,15 @@ def _engine() -> _Engine:
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
     lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.espeak_Synth.argtypes = [
-        ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-        ctypes.c_void_p, ctypes.c_void_p,
-    ]  # fmt: skip
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     data = espeakng_loader.get_data_path().encode()
     rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT)
     if rate <= 0:
@@ -114,10 +120,31 @@ def encode(speech: Speech, ffmpeg: Path, *, fmt: str = "ogg") -> bytes:
     """Encode with ffmpeg: `ogg` is Telegram's voice format (Opus, 48 kHz mono, 32 kbit/s, VoIP); `wav` also works."""
     codec = ["-c:a", "libopus", "-b:a", "32k", "-application", "voip", "-ar", "48000"] if fmt == "ogg" else []
     proc = subprocess.run(
-        [str(ffmpeg), "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", str(speech.sample_rate),
-         "-ac", "1", "-i", "pipe:0", "-ac", "1", *codec, "-f", fmt, "pipe:1"],
-        input=speech.pcm.tobytes(), capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
+        [
+            str(ffmpeg),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "s16le",
+            "-ar",
+            str(speech.sample_rate),
+            "-ac",
+            "1",
+            "-i",
+            "pipe:0",
+            "-ac",
+            "1",
+            *codec,
+            "-f",
+            fmt,
+            "pipe:1",
+        ],
+        input=speech.pcm.tobytes(),
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg could not encode: {proc.stderr.decode(errors='replace')[-500:]}")
     return proc.stdout

@@ -158,8 +158,16 @@ class OfflineTranscriber:
         )
 
 
-_EXTENSIONS = {"audio/ogg": "ogg", "audio/opus": "ogg", "audio/mpeg": "mp3", "audio/wav": "wav", "audio/x-wav": "wav",
-               "audio/mp4": "m4a", "audio/webm": "webm", "audio/flac": "flac"}  # fmt: skip
+_EXTENSIONS = {
+    "audio/ogg": "ogg",
+    "audio/opus": "ogg",
+    "audio/mpeg": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/mp4": "m4a",
+    "audio/webm": "webm",
+    "audio/flac": "flac",
+}
 
 
 def openai_client(settings: Settings) -> Any:
