@@ -224,6 +224,7 @@ class OpenAISettings(BaseModel):
 
 
 class AnswersSettings(BaseModel):
+    enabled: bool = Field(True, description="Start the answer job (PyFlink, local MiniCluster) with `make run`.")
     group_id: str = Field("speech-coach-answers", description="Kafka consumer group of the answer job.")
     max_audio_bytes: int = Field(20_000_000, gt=0, description="Larger audio files are rejected (audio.too_large).")
     max_duration_s: float = Field(600.0, gt=0, description="Longer answers are rejected (audio.too_long).")

@@ -159,11 +159,17 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     import json
     import urllib.request
 
-    from speech_coach.settings import DagsterSettings
+    from speech_coach.settings import AnswersSettings, DagsterSettings
     from speech_coach.stack.isolated import free_port_block
     from tests.conftest import using_servers_of
 
-    settings = using_servers_of(stack, tmp_path / "state", dagster=DagsterSettings(port=free_port_block(1)))
+    # Only the Dagster parts here; the answer job's part has its own test (tests/test_answers_stack.py).
+    settings = using_servers_of(
+        stack,
+        tmp_path / "state",
+        dagster=DagsterSettings(port=free_port_block(1)),
+        answers=AnswersSettings(enabled=False),
+    )
     platform = Stack(settings, platform=True)
     result = platform.up()
     try:

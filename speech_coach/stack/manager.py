@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speech_coach.settings import Settings
+from speech_coach.stack.answer_job import AnswerJobPart
 from speech_coach.stack.base import ManagedPart, PartStatus, StackError
 from speech_coach.stack.broker import BrokerPart
 from speech_coach.stack.clickhouse import ClickHousePart
@@ -46,6 +47,7 @@ class Stack:
         self.clickhouse = ClickHousePart(settings)
         self.dagster_ui = DagsterWebserverPart(settings)
         self.dagster_daemon = DagsterDaemonPart(settings)
+        self.answer_job = AnswerJobPart(settings)
         self.platform = platform
 
     @property
@@ -54,7 +56,8 @@ class Stack:
 
     @property
     def platform_parts(self) -> list[ManagedPart]:
-        return [self.dagster_ui, self.dagster_daemon] if self.settings.dagster.enabled else []
+        dagster = [self.dagster_ui, self.dagster_daemon] if self.settings.dagster.enabled else []
+        return dagster + ([self.answer_job] if self.settings.answers.enabled else [])
 
     @property
     def parts(self) -> list[ManagedPart]:
