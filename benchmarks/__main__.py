@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-BENCHMARKS = ["stack", "warehouse", "lexical"]
+BENCHMARKS = ["stack", "warehouse", "lexical", "answers"]
 
 
 def main(argv: list[str]) -> int:
