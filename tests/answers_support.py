@@ -268,8 +268,8 @@ def ffmpeg_of(settings: Settings) -> Path:
 
 
 class Harness:
-    def __init__(self, settings: Settings, job: JobProcess, bucket: str) -> None:
-        self.settings, self.job, self.bucket = settings, job, bucket
+    def __init__(self, settings: Settings, job: JobProcess, bucket: str, variables: dict[str, str]) -> None:
+        self.settings, self.job, self.bucket, self.variables = settings, job, bucket, variables
         self.producer = Producer(settings)
         self.collector = Collector(settings)
         self.ffmpeg = ffmpeg_of(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from speech_coach.speech.wer import wer
 from speech_coach.stack import Stack
 from tests.answers_support import (
     ANSWER_45S,
+    ANSWERS_45S,
     RUSSIAN_ANSWER,
     Harness,
     audio_bucket,
@@ -35,7 +37,7 @@ def harness(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     workdir = tmp_path_factory.mktemp("answer-job")
     settings, variables = job_settings(stack.settings, workdir)
     job = start_job(settings, variables, workdir / "job.log")
-    h = Harness(settings, job, audio_bucket(settings))
+    h = Harness(settings, job, audio_bucket(settings), variables)
     try:
         # The first answer also waits out the job's start-up (JVM, Python worker, model load).
         first, _ = speech_ogg("Hello. I am ready to practise my English today.", h.ffmpeg)
@@ -43,7 +45,7 @@ def harness(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield h
     finally:
         h.collector.close()
-        job.stop()
+        h.job.stop()
 
 
 def test_a_45_second_answer_gets_feedback_and_metrics(harness: Harness) -> None:
@@ -130,8 +132,9 @@ def test_unusable_audio_is_rejected_with_a_reason_and_a_dead_letter(harness: Har
     )
     h.producer.send(missing)
     cases[missing.answer_id] = "audio.missing"
-    tampered = upload(h.settings, h.bucket, garbage)
-    s3_client(h.settings).put_object(Bucket=h.bucket, Key=tampered["key"], Body=garbage[:-1])
+    other = os.urandom(4000)  # not `garbage`: uploads are content-addressed, this object gets overwritten
+    tampered = upload(h.settings, h.bucket, other)
+    s3_client(h.settings).put_object(Bucket=h.bucket, Key=tampered["key"], Body=other[:-1])
     corrupt = raw_answer(tampered)
     h.producer.send(corrupt)
     cases[corrupt.answer_id] = "audio.corrupt"
@@ -171,3 +174,24 @@ def test_each_answer_gets_exactly_one_result(harness: Harness) -> None:
     with harness.collector.lock:
         counts = {a: len(v) for a, v in harness.collector.data.feedback.items()}
     assert counts and set(counts.values()) == {1}, counts
+
+
+def test_a_crashed_job_resumes_from_its_checkpoint_and_loses_no_answer(harness: Harness) -> None:
+    h = harness
+    clips = [speech_ogg(text, h.ffmpeg)[0] for text in ANSWERS_45S]
+    ids = [h.submit(ogg) for ogg in clips + clips[:1]]
+    h.wait(ids[0], timeout=120)  # the job is in the middle of the batch
+    os.killpg(h.job.proc.pid, signal.SIGKILL)  # a crash: no clean shutdown, no final checkpoint
+    h.job.proc.wait(10)
+    h.job = start_job(h.settings, h.variables, h.job.log.with_name("job-restarted.log"))
+    results = h.wait(*ids, timeout=300)
+    assert all(r.status is ResultStatus.OK for r in results.values())
+    # At-least-once: an answer in flight at the crash may be answered again after the restart, always under its
+    # answer id as the key (consumers keep one result per key); everything else is answered once.
+    with h.collector.lock:
+        for answer_id in ids:
+            copies = h.collector.data.feedback[answer_id]
+            assert {c.answer_id for c in copies} == {answer_id} and h.collector.data.keys[
+                answer_id
+            ] == answer_id.encode()
+    assert "/chk-" in h.job.log.read_text(errors="replace")  # it resumed from a checkpoint, not from scratch

@@ -40,14 +40,14 @@ def harness(stack: Stack, standin: OpenAIStandIn, tmp_path_factory: pytest.TempP
         SC_OPENAI__MAX_RETRIES="2",
     )
     job = start_job(settings, variables, workdir / "job.log")
-    h = Harness(settings, job, audio_bucket(settings))
+    h = Harness(settings, job, audio_bucket(settings), variables)
     try:
         first, _ = speech_ogg("Hello. I am ready to practise my English today.", h.ffmpeg)
         h.wait(h.submit(first), timeout=240)
         yield h
     finally:
         h.collector.close()
-        job.stop()
+        h.job.stop()
 
 
 @pytest.fixture(scope="module")
