@@ -96,3 +96,7 @@ def main() -> None:
         client.cancel().result()
     except Exception as exc:  # the MiniCluster may already be shutting down with this process
         log.warning("cancel failed", error=str(exc)[:300])
+
+
+if __name__ == "__main__":
+    main()
