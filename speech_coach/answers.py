@@ -20,6 +20,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from speech_coach.audio.decode import Audio, AudioError, decode
 from speech_coach.contracts.events import (
     AnswerMetrics,
@@ -124,7 +126,7 @@ class AnswerProcessor:
         self.questions = self._load_questions()
         warm_up()
         # The first VAD and Whisper calls build their sessions; pay for it now, not on the first learner.
-        silence = Audio(__import__("numpy").zeros(16_000, dtype="float32"))
+        silence = Audio(np.zeros(16_000, dtype=np.float32))
         fluency_mod.speech_segments(silence.samples)
         self.offline.transcribe(silence, b"", "audio/wav", 0.0)
         self._opened = True

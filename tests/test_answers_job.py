@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -179,10 +180,16 @@ def test_each_answer_gets_exactly_one_result(harness: Harness) -> None:
 def test_a_crashed_job_resumes_from_its_checkpoint_and_loses_no_answer(harness: Harness) -> None:
     h = harness
     clips = [speech_ogg(text, h.ffmpeg)[0] for text in ANSWERS_45S]
-    ids = [h.submit(ogg) for ogg in clips + clips[:1]]
-    h.wait(ids[0], timeout=120)  # the job is in the middle of the batch
+    ids = [h.submit(ogg) for ogg in clips + clips]
+    deadline = time.monotonic() + 120
+    while not any(h.collector.data.feedback.get(i) for i in ids):  # the job is in the middle of the batch
+        assert time.monotonic() < deadline, h.job.tail()
+        time.sleep(0.1)
     os.killpg(h.job.proc.pid, signal.SIGKILL)  # a crash: no clean shutdown, no final checkpoint
     h.job.proc.wait(10)
+    with h.collector.lock:
+        answered_before = {i for i in ids if h.collector.data.feedback.get(i)}
+    assert len(answered_before) < len(ids), "the crash must interrupt the batch"
     h.job = start_job(h.settings, h.variables, h.job.log.with_name("job-restarted.log"))
     results = h.wait(*ids, timeout=300)
     assert all(r.status is ResultStatus.OK for r in results.values())
@@ -191,7 +198,7 @@ def test_a_crashed_job_resumes_from_its_checkpoint_and_loses_no_answer(harness: 
     with h.collector.lock:
         for answer_id in ids:
             copies = h.collector.data.feedback[answer_id]
-            assert {c.answer_id for c in copies} == {answer_id} and h.collector.data.keys[
-                answer_id
-            ] == answer_id.encode()
-    assert "/chk-" in h.job.log.read_text(errors="replace")  # it resumed from a checkpoint, not from scratch
+            assert {c.answer_id for c in copies} == {answer_id}
+            assert h.collector.data.keys[answer_id] == answer_id.encode()
+    log = h.job.log.read_text(errors="replace")
+    assert "answer job submitted" in log and "/chk-" in log  # it resumed from a checkpoint, not from scratch

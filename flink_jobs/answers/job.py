@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from pyflink.common import Row, WatermarkStrategy
+from pyflink.common import Configuration, Row, WatermarkStrategy
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
 from flink_jobs.common import OUTPUT_TYPE, environment, job_paths, kafka_sink, kafka_source, latest_checkpoint, output
@@ -57,6 +57,11 @@ def preflight(settings: Settings) -> None:
 
 def build(settings: Settings) -> Any:
     env = environment(settings, JOB)
+    # One answer per bundle: its results leave the worker when it is done, not when a bundle of several
+    # multi-second answers is (a queue would otherwise hold back every learner's feedback until the last one's).
+    conf = Configuration()
+    conf.set_string("python.fn-execution.bundle.size", "1")
+    env.configure(conf)
     source = kafka_source(settings, [Topic.RAW_ANSWERS], settings.answers.group_id)
     (
         env.from_source(source, WatermarkStrategy.no_watermarks(), "raw-answers")
