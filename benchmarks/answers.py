@@ -8,6 +8,7 @@ Telegram voice messages (OGG/Opus 32 kbit/s), uploaded to S3 and announced on th
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -101,6 +102,7 @@ def _run(console: Console, stack: Stack, tmp: Path) -> None:
         speech = synthesize(text, voice=voice, rate_wpm=rate, pitch=pitch)
         clips.append((plain_text(text), to_ogg_opus(speech, ffmpeg), speech.duration_s))
 
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     job = start_job(settings, variables, tmp / "job.log")
     memory = PeakRss(job.proc.pid)
@@ -127,7 +129,8 @@ def _run(console: Console, stack: Stack, tmp: Path) -> None:
         for _, answer in burst:
             producer.send(answer)
         results = collector.wait_feedback([a.answer_id for _, a in burst], timeout=600)
-        burst_s = max(collector.data.arrived[a.answer_id] for _, a in burst) - burst_start
+        waits = [collector.data.arrived[a.answer_id] - burst_start for _, a in burst]
+        burst_s = max(waits)
         errors += [wer(ref, results[a.answer_id].transcript) for ref, a in burst]
         per_minute = len(burst) / burst_s * 60
         peak = memory.stop()
@@ -138,6 +141,7 @@ def _run(console: Console, stack: Stack, tmp: Path) -> None:
         job.stop()
 
     p50, p95 = median(latencies), percentile(latencies, 0.95)
+    load_after = os.getloadavg()[0]
     console.print(f"latency p50 {p50:.2f} s, p95 {p95:.2f} s; {per_minute:.1f} answers/min; "
                   f"WER median {median(errors):.1%}; peak RSS {peak / 2**20:.0f} MiB")  # fmt: skip
     verdict = "meets" if p50 <= TARGET_P50_S else "misses"
@@ -152,6 +156,8 @@ stack. Answers are espeak-ng speech ({len(ANSWERS_45S)} TOEFL Task 1 texts x {le
 ({len(latencies)} answers) | p50 **{p50:.2f} s**, p95 **{p95:.2f} s** ({verdict} the 6 s p50 target) |
 | throughput, {len(burst)} answers sent at once | **{per_minute:.1f} answers/minute** \
 ({burst_s:.1f} s for {len(burst)}) |
+| waiting in that queue of {len(burst)}: raw event → feedback event | median {median(waits):.1f} s, \
+first {min(waits):.1f} s, last {max(waits):.1f} s (each result leaves as soon as it is ready) |
 | offline WER on the generated answers ({len(errors)} answers) | median **{median(errors):.1%}**, \
 mean {statistics.mean(errors):.1%}, max {max(errors):.1%} |
 | peak memory of the job (RSS of the process tree: driver, JVM MiniCluster, Python worker) | \
@@ -164,6 +170,7 @@ Median time per stage inside the worker (from the job's `answer processed` log l
 
 Latencies (s), in order: {", ".join(f"{v:.2f}" for v in latencies)}. The rest of the latency is Kafka, the Flink
 source and sink, and the Python worker's bundle hand-off. Throughput is bound by transcription, which already
-uses both cores (`SC_TRANSCRIPTION__CPU_THREADS=0`): more parallelism would not help on this machine.
+uses both cores (`SC_TRANSCRIPTION__CPU_THREADS=0`): more parallelism would not help on this machine. The machine
+is shared: 1-minute load average {load_before:.1f} before the run, {load_after:.1f} after it (2 cores).
 """
     write_section("answers", "Answer pipeline (PyFlink, offline engines)", body)

@@ -139,6 +139,10 @@ def test_unusable_audio_is_rejected_with_a_reason_and_a_dead_letter(harness: Har
     corrupt = raw_answer(tampered)
     h.producer.send(corrupt)
     cases[corrupt.answer_id] = "audio.corrupt"
+    cases[h.submit(b"")] = "audio.empty"  # a zero-byte object
+    huge = raw_answer({**upload(h.settings, h.bucket, garbage), "size_bytes": 50_000_000})
+    h.producer.send(huge)
+    cases[huge.answer_id] = "audio.too_large"
 
     results = h.wait(*cases, timeout=180)
     for answer_id, reason in cases.items():
