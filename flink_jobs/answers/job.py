@@ -16,12 +16,21 @@ from pyflink.common import Configuration, Row, WatermarkStrategy
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
 from flink_jobs.common import OUTPUT_TYPE, environment, job_paths, kafka_sink, kafka_source, latest_checkpoint, output
+from speech_coach.answers import REJECTION_REASONS
+from speech_coach.contracts.events import DeadLetter, FeedbackResult
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import ensure_topics
 from speech_coach.logging import configure_logging, get_logger
 from speech_coach.settings import Settings, get_settings
 
 JOB = "answers"
+CONTRACT_REASONS = (
+    "contract.not_json",
+    "contract.not_object",
+    "contract.wrong_type",
+    "contract.unsupported_version",
+    "contract.invalid",
+)
 log = get_logger("flink_jobs.answers")
 
 
@@ -31,6 +40,8 @@ class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.processor: Any = None
+        self.counters: dict[str, Any] = {}
+        self.process_ms: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from speech_coach.answers import AnswerProcessor
@@ -39,11 +50,30 @@ class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
         began = time.monotonic()
         self.processor = AnswerProcessor(self.settings)
         self.processor.open()  # models, VAD session, question bank: once per worker
+        # Flink metrics (exported by the cluster's metric reporters, e.g. Prometheus), registered up front.
+        group = runtime_context.get_metrics_group().add_group("speech_coach_answers")
+        names = ["ok", "rejected", "fallback", "dead_letter", *REJECTION_REASONS, *CONTRACT_REASONS]
+        self.counters = {name: group.counter(name.replace(".", "_")) for name in names}
+        self.process_ms = group.distribution("process_ms")
         log.info("answer worker ready", seconds=round(time.monotonic() - began, 2))
 
     def flat_map(self, value: bytes) -> Iterator[Row]:
-        for event in self.processor.process(bytes(value)):
+        began = time.perf_counter()
+        events = self.processor.process(bytes(value))
+        self.process_ms.update(int((time.perf_counter() - began) * 1000))
+        for event in events:
+            self._count(event)
             yield output(self.settings, event)
+
+    def _count(self, event: Any) -> None:
+        if isinstance(event, FeedbackResult):
+            self.counters[event.status.value].inc()
+            if event.engine is not None and event.engine.fallback:
+                self.counters["fallback"].inc()
+        elif isinstance(event, DeadLetter):
+            self.counters["dead_letter"].inc()
+            if (counter := self.counters.get(event.reason)) is not None:
+                counter.inc()
 
 
 def preflight(settings: Settings) -> None:
