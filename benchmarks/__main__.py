@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-BENCHMARKS = ["stack", "warehouse", "lexical", "metrics_job"]
+BENCHMARKS = ["stack", "warehouse", "lexical", "answers", "metrics_job"]
 
 
 def main(argv: list[str]) -> int:

@@ -84,6 +84,8 @@ def run() -> None:
     addresses = Table(title="Where things are", show_header=False)
     if settings.dagster.enabled:
         addresses.add_row("Dagster UI", stack.dagster_ui.address)
+    if settings.answers.enabled:
+        addresses.add_row("Answer job", f"{stack.answer_job.address}, log {stack.answer_job.log_file}")
     addresses.add_row("Kafka bootstrap", settings.kafka_bootstrap)
     addresses.add_row("PostgreSQL", settings.postgres_url)
     addresses.add_row("ClickHouse (native)", settings.clickhouse_url)

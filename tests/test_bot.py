@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from speech_coach.audio.tts import speech, to_ogg_opus
+from speech_coach.audio.tts import synthesize, to_ogg_opus
 from speech_coach.contracts.events import (
     FeedbackResult,
     KeyMetrics,
@@ -30,6 +30,7 @@ from speech_coach.contracts.topics import Topic
 from speech_coach.s3 import s3_client
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
+from speech_coach.tools import find_ffmpeg
 from tests.bot_harness import ADMIN_ID, RunningBot, bot_settings, publish, read_topic, rows
 from tests.telegram_stand_in import TelegramStandIn, User, check_html, transcript
 
@@ -43,8 +44,8 @@ ANSWER_TEXT = (
 
 @pytest.fixture(scope="module")
 def voice_ogg(stack: Stack) -> tuple[bytes, int]:
-    pcm = speech(ANSWER_TEXT, ssml=True)
-    return to_ogg_opus(pcm, stack.settings), math.ceil(pcm.duration_s)
+    pcm = synthesize(ANSWER_TEXT, ssml=True)
+    return to_ogg_opus(pcm, find_ffmpeg(stack.settings).executable), math.ceil(pcm.duration_s)
 
 
 @pytest.fixture

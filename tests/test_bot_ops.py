@@ -28,6 +28,7 @@ from speech_coach.settings import DagsterSettings, Settings
 from speech_coach.stack import Stack
 from speech_coach.stack.isolated import free_port_block
 from speech_coach.stack.isolated import settings_env as full_settings_env
+from speech_coach.tools import find_ffmpeg
 from tests.bot_harness import TOKEN, RunningBot, bot_settings, read_topic, rows
 from tests.conftest import using_servers_of
 from tests.telegram_stand_in import TelegramStandIn, User
@@ -98,7 +99,7 @@ def test_failed_publish_tells_the_learner_and_costs_nothing(
         bot.app.services.publisher.producer = Producer(
             {"bootstrap.servers": f"127.0.0.1:{dead}", "message.timeout.ms": 1500, "enable.idempotence": True}
         )
-        user.voice(to_ogg_opus(tone(3.0), settings), 3)
+        user.voice(to_ogg_opus(tone(3.0), find_ffmpeg(settings).executable), 3)
         reply = user.wait_sent(6, timeout=30)[-1].params["text"]
         assert "could not be sent for analysis" in reply and "credit was not spent" in reply
         assert rows(settings, "SELECT status FROM answers") == [("failed",)]

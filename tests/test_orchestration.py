@@ -159,7 +159,13 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     import json
     import urllib.request
 
-    from speech_coach.settings import DagsterSettings, KafkaSettings, MetricsSettings, WarehouseSettings
+    from speech_coach.settings import (
+        AnswersSettings,
+        DagsterSettings,
+        KafkaSettings,
+        MetricsSettings,
+        WarehouseSettings,
+    )
     from speech_coach.stack.isolated import free_port_block
     from tests.conftest import unique, using_servers_of
 
@@ -171,6 +177,7 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
         dagster=DagsterSettings(port=ports),
         warehouse=WarehouseSettings(ingest_health_port=ports + 1),
         metrics=MetricsSettings(enabled=False),
+        answers=AnswersSettings(enabled=False),
         # The ingestion service consumes these; other tests' topics are not its business.
         kafka=KafkaSettings(bootstrap_servers=stack.settings.kafka_bootstrap, topic_prefix=unique("t") + "."),
     )

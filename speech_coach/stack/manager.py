@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speech_coach.settings import Settings
+from speech_coach.stack.answer_job import AnswerJobPart
 from speech_coach.stack.base import ManagedPart, PartStatus, StackError
 from speech_coach.stack.bot import BotPart
 from speech_coach.stack.broker import BrokerPart
@@ -52,6 +53,7 @@ class Stack:
         self.ingest = ingest_part(settings)
         self.bot = BotPart(settings)
         self.metrics_job = MetricsJobPart(settings)
+        self.answer_job = AnswerJobPart(settings)
         self.platform = platform
 
     @property
@@ -63,6 +65,8 @@ class Stack:
         parts: list[ManagedPart] = [self.ingest]
         if self.settings.dagster.enabled:
             parts += [self.dagster_ui, self.dagster_daemon]
+        if self.settings.answers.enabled:
+            parts.append(self.answer_job)
         if self.settings.metrics.enabled:
             parts.append(self.metrics_job)
         if self.bot.configured:  # without a token there is nothing to run; `speech-coach run` says so
@@ -72,7 +76,7 @@ class Stack:
     @property
     def stoppable_platform_parts(self) -> list[ManagedPart]:
         # Whatever an earlier `run` started stops, even if its settings changed since.
-        return [self.ingest, self.dagster_ui, self.dagster_daemon, self.metrics_job, self.bot]
+        return [self.ingest, self.dagster_ui, self.dagster_daemon, self.answer_job, self.metrics_job, self.bot]
 
     @property
     def parts(self) -> list[ManagedPart]:

@@ -1,0 +1,3 @@
+from flink_jobs.answers.job import main
+
+main()

@@ -1,0 +1,137 @@
+"""PyFlink answer job. The per-answer logic lives in the core (`speech_coach.answers.AnswerProcessor`); this file
+wires it between the Kafka source and sink and loads the models once per Python worker, in `open()`.
+
+    python -m flink_jobs.answers            # local MiniCluster, or SC_FLINK__JOBMANAGER for a remote cluster
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pyflink.common import Configuration, Row, WatermarkStrategy
+from pyflink.datastream import FlatMapFunction, RuntimeContext
+
+from flink_jobs.common import OUTPUT_TYPE, environment, job_paths, kafka_sink, kafka_source, latest_checkpoint, output
+from speech_coach.answers import REJECTION_REASONS
+from speech_coach.contracts.events import DeadLetter, FeedbackResult
+from speech_coach.contracts.topics import Topic
+from speech_coach.kafka import ensure_topics
+from speech_coach.logging import configure_logging, get_logger
+from speech_coach.settings import Settings, get_settings
+
+JOB = "answers"
+CONTRACT_REASONS = (
+    "contract.not_json",
+    "contract.not_object",
+    "contract.wrong_type",
+    "contract.unsupported_version",
+    "contract.invalid",
+)
+log = get_logger("flink_jobs.answers")
+
+
+class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
+    """One raw-answer record in, its output events out (feedback + metrics, or rejection + dead letter)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.processor: Any = None
+        self.counters: dict[str, Any] = {}
+        self.process_ms: Any = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from speech_coach.answers import AnswerProcessor
+
+        configure_logging(self.settings.log.level, self.settings.log.json_output, self.settings.secret_values())
+        began = time.monotonic()
+        self.processor = AnswerProcessor(self.settings)
+        self.processor.open()  # models, VAD session, question bank: once per worker
+        # Flink metrics (exported by the cluster's metric reporters, e.g. Prometheus), registered up front.
+        group = runtime_context.get_metrics_group().add_group("speech_coach_answers")
+        names = ["ok", "rejected", "fallback", "dead_letter", *REJECTION_REASONS, *CONTRACT_REASONS]
+        self.counters = {name: group.counter(name.replace(".", "_")) for name in names}
+        self.process_ms = group.distribution("process_ms")
+        log.info("answer worker ready", seconds=round(time.monotonic() - began, 2))
+
+    def flat_map(self, value: bytes) -> Iterator[Row]:
+        began = time.perf_counter()
+        events = self.processor.process(bytes(value))
+        self.process_ms.update(int((time.perf_counter() - began) * 1000))
+        for event in events:
+            self._count(event)
+            yield output(self.settings, event)
+
+    def _count(self, event: Any) -> None:
+        if isinstance(event, FeedbackResult):
+            self.counters[event.status.value].inc()
+            if event.engine is not None and event.engine.fallback:
+                self.counters["fallback"].inc()
+        elif isinstance(event, DeadLetter):
+            self.counters["dead_letter"].inc()
+            if (counter := self.counters.get(event.reason)) is not None:
+                counter.inc()
+
+
+def preflight(settings: Settings) -> None:
+    """Fail before submitting when the model or ffmpeg is unusable, with the fix in the message."""
+    from speech_coach.speech.transcribe import check_model, model_dir
+    from speech_coach.tools import find_ffmpeg
+
+    check_model(model_dir(settings), settings.transcription.model_sha256)
+    find_ffmpeg(settings)
+
+
+def build(settings: Settings) -> Any:
+    env = environment(settings, JOB)
+    # One answer per bundle: its results leave the worker when it is done, not when a bundle of several
+    # multi-second answers is (a queue would otherwise hold back every learner's feedback until the last one's).
+    conf = Configuration()
+    conf.set_string("python.fn-execution.bundle.size", "1")
+    env.configure(conf)
+    source = kafka_source(settings, [Topic.RAW_ANSWERS], settings.answers.group_id)
+    (
+        env.from_source(source, WatermarkStrategy.no_watermarks(), "raw-answers")
+        .flat_map(ProcessAnswer(settings), output_type=OUTPUT_TYPE)
+        .name("transcribe-and-feedback")
+        .sink_to(kafka_sink(settings))
+        .name("feedback-metrics-dead-letters")
+    )
+    return env
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log.level, settings.log.json_output, settings.secret_values())
+    preflight(settings)
+    ensure_topics(settings, [Topic.RAW_ANSWERS, Topic.FEEDBACK, Topic.ANSWER_METRICS, Topic.DEAD_LETTERS])
+    checkpoint = latest_checkpoint(job_paths(settings, JOB).local_checkpoints)
+    env = build(settings)
+    client = env.execute_async("speech-coach-answers")
+    log.info(
+        "answer job submitted",
+        job_id=str(client.get_job_id()),
+        transcription=settings.transcription.engine,
+        feedback=settings.feedback.engine,
+        restored_from=str(checkpoint) if checkpoint else None,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(5):
+        status = str(client.get_job_status().result())
+        if status in {"FAILED", "CANCELED", "FINISHED"}:
+            log.error("answer job ended", status=status)
+            raise SystemExit(1)
+    log.info("stopping answer job")
+    try:
+        client.cancel().result()
+    except Exception as exc:  # the MiniCluster may already be shutting down with this process
+        log.warning("cancel failed", error=str(exc)[:300])
+
+
+if __name__ == "__main__":
+    main()
