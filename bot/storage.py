@@ -7,18 +7,8 @@ import hashlib
 
 from botocore.exceptions import ClientError
 
-from speech_coach.s3 import ensure_bucket, s3_client
+from speech_coach.s3 import audio_key, ensure_bucket, s3_client
 from speech_coach.settings import Settings
-
-EXTENSIONS = {
-    "audio/ogg": "ogg", "audio/opus": "opus", "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mp4": "m4a",
-    "audio/x-m4a": "m4a", "audio/m4a": "m4a", "audio/aac": "aac", "audio/wav": "wav", "audio/x-wav": "wav",
-    "audio/flac": "flac", "audio/x-flac": "flac", "audio/webm": "webm",
-}  # fmt: skip
-
-
-def object_key(sha256: str, mime_type: str) -> str:
-    return f"audio/{sha256[:2]}/{sha256}.{EXTENSIONS.get(mime_type, 'bin')}"
 
 
 class AudioStore:
@@ -32,7 +22,7 @@ class AudioStore:
     async def put(self, data: bytes, mime_type: str) -> tuple[str, str]:
         """Store the bytes (a no-op when the same content is already there); returns (key, sha256)."""
         sha = hashlib.sha256(data).hexdigest()
-        key = object_key(sha, mime_type)
+        key = audio_key(sha, mime_type)
 
         def upload() -> None:
             self.client.put_object(

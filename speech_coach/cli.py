@@ -98,7 +98,8 @@ def run() -> None:
     if not stack.bot.configured:
         console.print(
             "[yellow]Telegram bot: not started[/] - no bot token is configured. Get one from @BotFather, set "
-            "SC_BOT__TOKEN in .env (or the environment) and run `make run` again.",
+            "SC_BOT__TOKEN in .env (or the environment) and run `make run` again. Meanwhile, `speech-coach simulate` "
+            "sends simulated learners' voice answers through the platform.",
             highlight=False,
             soft_wrap=True,
         )

@@ -60,3 +60,15 @@ def ensure_bucket(client: S3Client, bucket: str, *, wait_s: float = 0.0) -> None
             if time.monotonic() >= deadline:
                 raise
         time.sleep(0.3)
+
+
+AUDIO_EXTENSIONS = {
+    "audio/ogg": "ogg", "audio/opus": "opus", "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mp4": "m4a",
+    "audio/x-m4a": "m4a", "audio/m4a": "m4a", "audio/aac": "aac", "audio/wav": "wav", "audio/x-wav": "wav",
+    "audio/flac": "flac", "audio/x-flac": "flac", "audio/webm": "webm",
+}  # fmt: skip
+
+
+def audio_key(sha256: str, mime_type: str) -> str:
+    """Content-addressed key of a recording: the same bytes always land on the same key, so a re-upload is a no-op."""
+    return f"audio/{sha256[:2]}/{sha256}.{AUDIO_EXTENSIONS.get(mime_type, 'bin')}"

@@ -10,9 +10,9 @@ from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards, repo
-from bot.charts import stats_png, top_words
 from bot.routers.practice import gate
 from bot.services import Services
+from speech_coach.charts import stats_png, top_words
 
 router = Router(name="progress")
 

@@ -1,5 +1,5 @@
-"""The /stats chart: score, lexical diversity (last 10 answers, per day, per month), speaking rate and the
-most-used words, drawn with matplotlib's Agg backend (no display needed)."""
+"""Progress charts for the bot's /stats and the simulator: score, lexical diversity (last 10 answers, per day,
+per month), speaking rate and the most-used words, drawn with matplotlib's Agg backend (no display needed)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The practice simulator (`speech-coach simulate`): simulated learners through the real platform."""

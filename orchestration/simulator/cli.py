@@ -1,0 +1,128 @@
+"""`speech-coach simulate`: watch the platform do its job without a bot token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from speech_coach.settings import Settings
+
+app = typer.Typer(help="Simulated learners answer by voice through the whole platform.", invoke_without_command=True)
+console = Console()
+
+
+@app.callback()
+def simulate_cmd(
+    learners: int = typer.Option(3, min=1, max=50, help="simulated learners (one per practice track in turn)"),
+    answers: int = typer.Option(3, min=1, max=20, help="voice answers per learner"),
+    seed: int = typer.Option(7, help="random seed: the same seed gives the same learners, questions and speech"),
+    out: Annotated[
+        Path | None, typer.Option(help="where the chart and the export copy go; default <state dir>/simulation")
+    ] = None,
+    timeout: float = typer.Option(600.0, help="longest wait for all feedback, in seconds"),
+) -> None:
+    """Bring up the platform (if needed), push simulated voice answers through it, and show what came out."""
+    from orchestration.simulator.run import simulate
+    from speech_coach.stack import Stack, StackError
+
+    settings = Settings()
+    out = out or settings.state_dir / "simulation"
+    stack = Stack(settings, platform=True)
+    try:
+        with console.status("starting the platform (servers, answer and metrics jobs, ingestion)...") as status:
+            stack.up(progress=lambda msg: status.update(msg))
+    except StackError as exc:
+        console.print(f"[red]error[/] {exc}")
+        raise typer.Exit(1) from exc
+
+    columns = (SpinnerColumn(), TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    total = learners * answers
+    with Progress(*columns, console=console) as progress:
+        tasks = {
+            "published": progress.add_task("voice answers published", total=total),
+            "feedback": progress.add_task("feedback received", total=total),
+            "warehouse": progress.add_task("rows in the warehouse", total=1),
+            "models and export": progress.add_task("dbt models and export", total=1),
+        }
+
+        def step(stage: str, done: int, of: int) -> None:
+            progress.update(tasks[stage], completed=done, total=of)
+
+        sim = simulate(settings, learners=learners, answers_per_learner=answers, seed=seed, out_dir=out, step=step,
+                       feedback_timeout_s=timeout)  # fmt: skip
+
+    missing = [a for a in sim.answers if a.event.answer_id not in sim.feedback]
+    if missing:
+        console.print(
+            f"[red]{len(missing)} of {len(sim.answers)} answers got no feedback within {timeout:.0f} s.[/] "
+            "Check the answer job: `speech-coach stack status` and `speech-coach stack logs answer-job`."
+        )
+        raise typer.Exit(1)
+    _show_feedback(sim)
+    _show_scores(sim)
+    _show_summary(sim, settings)
+
+
+def _show_feedback(sim) -> None:  # type: ignore[no-untyped-def]
+    first = next(a for a in sim.answers if sim.feedback[a.event.answer_id].status == "ok")
+    result = sim.feedback[first.event.answer_id]
+    rubric = Table(show_header=True, box=None)
+    rubric.add_column("criterion")
+    rubric.add_column("score", justify="right")
+    for r in result.rubric:
+        rubric.add_row(r.criterion, f"{r.score:g} / {r.max_score:g}")
+    metrics = result.metrics
+    facts = (
+        f"{metrics.words_per_minute:.0f} words/min · {metrics.pause_count} pauses · "
+        f"lexical diversity (MATTR) {metrics.lexical_diversity:.2f}"
+        if metrics
+        else ""
+    )
+    body = Group(
+        f"[bold]Question[/] ({first.question.task_type.value}): {first.question.prompt}",
+        f"[bold]Transcript[/]: {result.transcript}",
+        rubric,
+        facts,
+        "[bold]Strengths[/]: " + "; ".join(result.strengths),
+        "[bold]Suggestions[/]: " + "; ".join(result.suggestions),
+        f"[bold]Improved example[/]: {result.improved_answer}",
+    )
+    console.print(Panel(body, title=f"Feedback for learner {first.pseudonym}", expand=False))
+
+
+def _show_scores(sim) -> None:  # type: ignore[no-untyped-def]
+    """Scores per answer as bars, learner by learner: the chart people would rather see than numbers."""
+    table = Table(title="Scores of the simulated learners (share of each task's scale)", box=None)
+    table.add_column("learner")
+    table.add_column("answer")
+    table.add_column("score", min_width=32)
+    for a in sim.answers:
+        result = sim.feedback[a.event.answer_id]
+        if result.status != "ok" or result.overall_score is None or not result.rubric:
+            table.add_row(a.pseudonym, a.question.id, f"[yellow]rejected: {result.rejection_reason}[/]")
+            continue
+        share = result.overall_score / max(r.max_score for r in result.rubric)
+        table.add_row(a.pseudonym, a.question.id, f"[green]{'█' * round(share * 30)}[/] {result.overall_score:g}")
+    console.print(table)
+
+
+def _show_summary(sim, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    ok = sum(1 for r in sim.feedback.values() if r.status == "ok")
+    summary = Table(title="What the platform did", show_header=False)
+    summary.add_row("answers", f"{len(sim.answers)} ({ok} scored, {len(sim.answers) - ok} rejected)")
+    summary.add_row("warehouse rows", ", ".join(f"{t} {n}" for t, n in sim.warehouse_rows.items()))
+    summary.add_row("dbt models built", str(sim.dbt_models))
+    summary.add_row("research export", sim.export_prefix or "not built")
+    summary.add_row("audio", f"s3://{settings.s3.audio_bucket}/audio/ (content-addressed)")
+    console.print(summary)
+    files = Table(title="Files written", show_header=False)
+    for path in sim.files:
+        files.add_row(str(path))
+    console.print(files)
