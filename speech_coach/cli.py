@@ -86,6 +86,9 @@ def run() -> None:
         addresses.add_row("Dagster UI", stack.dagster_ui.address)
     if settings.answers.enabled:
         addresses.add_row("Answer job", f"{stack.answer_job.address}, log {stack.answer_job.log_file}")
+    if settings.metrics.enabled:
+        addresses.add_row("Metrics job", f"{stack.metrics_job.address}, log {stack.metrics_job.log_file}")
+    addresses.add_row("Ingestion health", f"{stack.ingest.address}/readyz, metrics {stack.ingest.address}/metrics")
     addresses.add_row("Kafka bootstrap", settings.kafka_bootstrap)
     addresses.add_row("PostgreSQL", settings.postgres_url)
     addresses.add_row("ClickHouse (native)", settings.clickhouse_url)

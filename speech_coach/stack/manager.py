@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speech_coach.settings import Settings
-from speech_coach.stack.answer_job import AnswerJobPart
 from speech_coach.stack.base import ManagedPart, PartStatus, StackError
 from speech_coach.stack.bot import BotPart
 from speech_coach.stack.broker import BrokerPart
 from speech_coach.stack.clickhouse import ClickHousePart
 from speech_coach.stack.dagster import DagsterDaemonPart, DagsterWebserverPart
-from speech_coach.stack.metrics_job import MetricsJobPart
+from speech_coach.stack.flink_jobs import answer_job_part, metrics_job_part
 from speech_coach.stack.objectstore import ObjectStorePart
 from speech_coach.stack.postgres import PostgresPart
 from speech_coach.stack.services import ingest_part
@@ -52,8 +51,8 @@ class Stack:
         self.dagster_daemon = DagsterDaemonPart(settings)
         self.ingest = ingest_part(settings)
         self.bot = BotPart(settings)
-        self.metrics_job = MetricsJobPart(settings)
-        self.answer_job = AnswerJobPart(settings)
+        self.metrics_job = metrics_job_part(settings)
+        self.answer_job = answer_job_part(settings)
         self.platform = platform
 
     @property

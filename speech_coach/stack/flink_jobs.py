@@ -1,0 +1,63 @@
+"""The PyFlink jobs for `make run`: `python -m flink_jobs.<job>` as managed child processes.
+
+The core starts them by module name and never imports `flink_jobs`. Each runs on a local MiniCluster inside its
+own process (or submits to SC_FLINK__JOBMANAGER) and restores from its latest checkpoint on every start, so
+`down` + `up` continues where it stopped. Healthy once the job was submitted: the driver logs a marker line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from speech_coach.settings import Settings
+from speech_coach.stack.base import ManagedPart
+from speech_coach.stack.isolated import settings_env
+
+
+class FlinkJobPart(ManagedPart):
+    def __init__(self, settings: Settings, name: str, module: str, ready_marker: str) -> None:
+        super().__init__(settings)
+        self.name = name
+        self.module = module
+        self.ready_marker = ready_marker
+
+    @property
+    def external(self) -> bool:
+        return False
+
+    @property
+    def address(self) -> str:
+        if self.settings.flink.jobmanager:
+            return f"submitted to Flink at {self.settings.flink.jobmanager}"
+        return "local Flink MiniCluster"
+
+    def ports(self) -> list[int]:
+        return []
+
+    def cwd(self) -> Path:
+        # Where `make run` runs: the job reads the same `.env` and relative paths as the CLI did.
+        return Path.cwd()
+
+    def env(self) -> dict[str, str]:
+        # Every setting the CLI resolved (external servers, topic prefix, engines), so the job sees the same.
+        return super().env() | settings_env(self.settings)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module]
+
+    def check(self) -> str | None:
+        try:
+            log = self.log_file.read_text(errors="replace")
+        except OSError:
+            return "no log yet"
+        latest = log.rpartition(f"--- starting {self.name} at")[2]
+        return None if self.ready_marker in latest else "job not submitted yet"
+
+
+def answer_job_part(settings: Settings) -> FlinkJobPart:
+    return FlinkJobPart(settings, "answer-job", "flink_jobs.answers", "answer job submitted")
+
+
+def metrics_job_part(settings: Settings) -> FlinkJobPart:
+    return FlinkJobPart(settings, "metrics-job", "flink_jobs.metrics", "metrics_job.starting")
