@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from speech_coach.audio.tts import Speech, synthesize, to_ogg_opus
 from speech_coach.contracts import DeadLetter, Event, FeedbackResult, RawVoiceAnswer, Topic, decode, encode
@@ -227,19 +228,10 @@ def job_settings(stack_settings: Settings, workdir: Path, **env: str) -> tuple[S
         "SC_LOG__JSON_OUTPUT": "false",
     }
     variables |= env
-    settings = Settings(_env_file=None, **_nested(variables))  # type: ignore[call-arg]
+    # Resolved exactly as the job process resolves them: from the environment.
+    with mock.patch.dict(os.environ, variables, clear=True):
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
     return settings, variables
-
-
-def _nested(variables: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in variables.items():
-        group, _, key = name.removeprefix("SC_").lower().partition("__")
-        if key:
-            out.setdefault(group, {})[key] = value
-        else:
-            out[group] = value
-    return out
 
 
 def start_job(settings: Settings, variables: dict[str, str], log: Path) -> JobProcess:

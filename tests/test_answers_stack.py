@@ -6,26 +6,33 @@ from pathlib import Path
 
 import pytest
 
-from speech_coach.settings import DagsterSettings
+from speech_coach.settings import DagsterSettings, MetricsSettings, WarehouseSettings
 from speech_coach.stack import Stack
+from speech_coach.stack.isolated import free_port_block
 from tests.conftest import using_servers_of
 
 pytestmark = pytest.mark.stack
 
 
 def test_make_run_starts_and_stops_the_answer_job(stack: Stack, tmp_path: Path) -> None:
-    settings = using_servers_of(stack, tmp_path / "state", dagster=DagsterSettings(enabled=False))
+    settings = using_servers_of(
+        stack,
+        tmp_path / "state",
+        dagster=DagsterSettings(enabled=False),
+        metrics=MetricsSettings(enabled=False),  # the metrics job has its own tests
+        warehouse=WarehouseSettings(ingest_health_port=free_port_block(1)),
+    )
     # Topics of its own: the job must not answer other tests' records on the shared broker.
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic_prefix": "run-test."})})
     platform = Stack(settings, platform=True)
     result = platform.up()
     try:
-        assert result.started == ["answer-job"]
+        assert result.started == ["ingest", "answer-job"]
         states = {st.name: st for st in platform.status()}
         assert states["answer-job"].state == "healthy" and states["answer-job"].pid
-        assert platform.up().already_running == ["answer-job"]  # a second `make run` starts nothing
+        assert platform.up().already_running == ["ingest", "answer-job"]  # a second `make run` starts nothing
     finally:
-        assert platform.down() == ["answer-job"]
+        assert platform.down() == ["answer-job", "ingest"]
     assert platform.answer_job.running() is None
 
 
