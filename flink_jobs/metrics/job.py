@@ -36,6 +36,7 @@ from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import topic_name
 from speech_coach.logging import get_logger
 from speech_coach.settings import Settings
+from speech_coach.text import MattrPrefix
 
 log = get_logger(__name__)
 
@@ -94,6 +95,7 @@ class FlinkLearnerState(LearnerState):
         self._day_index = ctx.get_state(ValueStateDescriptor("day_index", pickled))
         self._recent = ctx.get_state(ValueStateDescriptor("recent", pickled))
         self._horizon = ctx.get_state(ValueStateDescriptor("horizon", Types.LONG()))
+        self._stream = ctx.get_state(ValueStateDescriptor("stream", pickled))
 
     def _pending_map(self) -> dict[str, Pending]:
         value: dict[str, Pending] | None = self._pending.value()
@@ -149,6 +151,13 @@ class FlinkLearnerState(LearnerState):
 
     def set_horizon(self, value: int) -> None:
         self._horizon.update(value)
+
+    def stream(self) -> MattrPrefix | None:
+        value: MattrPrefix | None = self._stream.value()
+        return value
+
+    def set_stream(self, value: MattrPrefix) -> None:
+        self._stream.update(value)
 
 
 class Windows(KeyedProcessFunction):  # type: ignore[misc]
