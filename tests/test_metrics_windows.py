@@ -5,8 +5,8 @@ output must equal the batch recomputation (`speech_coach.windows.recompute`)."""
 from __future__ import annotations
 
 import base64
+import copy
 import heapq
-import pickle
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -89,10 +89,10 @@ class DictState(LearnerState):
 
     def stream(self) -> MattrPrefix | None:
         # A copy, as Flink's pickled state gives: a change the logic forgets to store is lost here too.
-        return pickle.loads(pickle.dumps(self.stream_value)) if self.stream_value is not None else None
+        return copy.deepcopy(self.stream_value)
 
     def set_stream(self, value: MattrPrefix) -> None:
-        self.stream_value = pickle.loads(pickle.dumps(value))
+        self.stream_value = copy.deepcopy(value)
 
 
 class Simulator:
