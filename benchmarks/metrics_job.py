@@ -150,6 +150,7 @@ def _measure(console: Console, base, tmp: Path) -> None:  # type: ignore[no-unty
         # Idleness stays at the job's default: a partition whose records wait behind another's fetched batch
         # must not be declared idle, or the other partitions' watermark makes its answers late.
         work = tmp / f"run{run_no}"
+        work.mkdir()
         settings = job_settings(base, work, allowed_lateness_s=LATENESS_S, parallelism=PARALLELISM,
                                 idle_timeout_s=base.metrics.idle_timeout_s)  # fmt: skip
         # Created with their partitions before anything is published (a producer would auto-create them otherwise).
