@@ -11,6 +11,7 @@ not needed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -203,6 +204,10 @@ def _key_by_first_field(stream: DataStream) -> KeyedStream:
 
 def build(settings: Settings, *, restore: bool = True) -> Any:
     """The configured environment with the job's graph on it; `env.execute()` runs it."""
+    # On a local MiniCluster PyFlink runs every Python operator in "loopback" mode: threads of this one process,
+    # sharing one GIL, so parallelism 2 computed on one core. Process mode gives each subtask its own Python
+    # worker (a real cluster's TaskManagers always do); PyFlink reads this variable when the job starts.
+    os.environ.setdefault("_python_worker_execution_mode", "process")
     env = environment(settings, "metrics", restore=restore)
     if settings.metrics.parallelism:
         env.set_parallelism(settings.metrics.parallelism)
