@@ -9,14 +9,17 @@ partition); the time from those to the answer's last-N result on the output topi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 from confluent_kafka import Producer
 from rich.console import Console
 from rich.progress import Progress
@@ -37,6 +40,7 @@ DAYS = 30
 LATENESS_S = 600.0
 LATENCY_ROUNDS = 12
 PARALLELISM = int(os.environ.get("SC_BENCH_METRICS_PARALLELISM", "2"))
+RUNS = int(os.environ.get("SC_BENCH_METRICS_RUNS", "3"))
 
 
 def expected_windows(data_metrics: list) -> int:  # type: ignore[type-arg]
@@ -77,77 +81,125 @@ def run(console: Console) -> None:
             stack.down()
 
 
+@dataclass
+class Backlog:
+    steady: float  # transcripts/s, 10th to 90th percentile of last-N results
+    whole: float  # transcripts/s, first to last result
+    startup: float  # s from launch to the first result
+    rss_mb: float  # peak resident memory of the job's processes (driver, JVM, Python workers)
+    load: float  # 1-minute load average when the backlog was done
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (the job: driver, JVM, Python workers)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
+def _backlog(console: Console, settings, data, windows: int, job: Job, reader: Reader, launched: float) -> Backlog:  # type: ignore[no-untyped-def]
+    answers = len(data.metrics)
+    rss = 0.0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("window results", total=windows)
+        deadline = time.monotonic() + 1200
+        while len(reader.collected.metrics) < windows and time.monotonic() < deadline:
+            reader.poll(1.0)
+            rss = max(rss, _rss_mb(job.proc.pid))
+            progress.update(task, completed=len(reader.collected.metrics))
+            if not job.alive():
+                raise RuntimeError(f"metrics job exited:\n{job.tail()}")
+            if reader.collected.dead_letters:
+                # Every backlog answer is on time: a dead letter means windows that will never be complete.
+                reasons = Counter(d.reason for d in reader.collected.dead_letters)
+                raise RuntimeError(f"dead letters from an on-time backlog: {dict(reasons)}, e.g. "
+                                   f"{reader.collected.dead_letters[-1].detail}\n{job.tail()}")  # fmt: skip
+    got = reader.collected.metrics
+    if len(got) < windows:
+        raise RuntimeError(f"only {len(got)} of {windows} window results arrived:\n{job.tail()}")
+    last_n = sorted(t for t, e in got if e.window_kind == WindowKind.LAST_10)
+    first_out, last_out = got[0][0], max(t for t, _ in got)
+    lo, hi = last_n[len(last_n) // 10], last_n[len(last_n) * 9 // 10]
+    steady = (len(last_n) * 8 // 10) / (hi - lo) if hi > lo else float("nan")
+    whole = answers / (last_out - first_out) if last_out > first_out else float("nan")
+    result = Backlog(steady, whole, first_out - launched, rss, os.getloadavg()[0])
+    console.print(f"steady {steady:,.0f}/s, first-to-last {whole:,.0f}/s, first result {result.startup:.1f} s after "
+                  f"launch, job RSS {rss:,.0f} MB, load {result.load:.1f}")  # fmt: skip
+    return result
+
+
 def _measure(console: Console, base, tmp: Path) -> None:  # type: ignore[no-untyped-def]
-    settings = job_settings(base, tmp, allowed_lateness_s=LATENESS_S, parallelism=PARALLELISM, idle_timeout_s=3.0)
     console.print(f"generating {ANSWERS:,} answers of {LEARNERS} learners over {DAYS} days ...")
     data = generate(LEARNERS, ANSWERS // LEARNERS, days=DAYS, shuffle_s=120, lexical=False, seed=31)
     answers = len(data.metrics)
     windows = expected_windows(data.metrics)
     words = Counter(len(f.transcript.split()) for f in data.feedback).most_common(1)[0][0]
-    # Created with their partitions before anything is published (a producer would auto-create them otherwise).
-    ensure_topics(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS, *OUTPUTS])
-    started = time.monotonic()
-    produce(settings, data.events, data.published_ms)
     # Closes every window of the backlog; its own windows stay open.
     end_ms = to_ms(START + timedelta(days=DAYS + 40))
-    _ticks(settings, end_ms, 0)
-    console.print(f"published {len(data.events):,} events in {time.monotonic() - started:.1f} s")
+    runs: list[Backlog] = []
+    latencies: list[float] = []
+    for run_no in range(RUNS):
+        # Each run on topics, a consumer group and checkpoints of its own: nothing carries over between runs.
+        # Idleness stays at the job's default: a partition whose records wait behind another's fetched batch
+        # must not be declared idle, or the other partitions' watermark makes its answers late.
+        work = tmp / f"run{run_no}"
+        work.mkdir()
+        settings = job_settings(base, work, allowed_lateness_s=LATENESS_S, parallelism=PARALLELISM,
+                                idle_timeout_s=base.metrics.idle_timeout_s)  # fmt: skip
+        # Created with their partitions before anything is published (a producer would auto-create them otherwise).
+        ensure_topics(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS, *OUTPUTS])
+        started = time.monotonic()
+        produce(settings, data.events, data.published_ms)
+        _ticks(settings, end_ms, 0)
+        console.print(f"run {run_no + 1}/{RUNS}: published {len(data.events):,} events in "
+                      f"{time.monotonic() - started:.1f} s")  # fmt: skip
+        reader = Reader(settings)
+        job = Job(settings, work / "job.log")
+        launched = time.time()
+        try:
+            runs.append(_backlog(console, settings, data, windows, job, reader, launched))
+            if run_no == RUNS - 1:
+                latencies = _latencies(console, settings, reader, end_ms)
+        finally:
+            reader.close()
+            job.stop()
 
-    reader = Reader(settings)
-    job = Job(settings, tmp / "job.log")
-    launched = time.time()
-    try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("window results", total=windows)
-            deadline = time.monotonic() + 1200
-            while len(reader.collected.metrics) < windows and time.monotonic() < deadline:
-                reader.poll(1.0)
-                progress.update(task, completed=len(reader.collected.metrics))
-                if not job.alive():
-                    raise RuntimeError(f"metrics job exited:\n{job.tail()}")
-        got = reader.collected.metrics
-        if len(got) < windows:
-            raise RuntimeError(f"only {len(got)} of {windows} window results arrived:\n{job.tail()}")
-        last_n = sorted(t for t, e in got if e.window_kind == WindowKind.LAST_10)
-        first_out, last_out = got[0][0], max(t for t, _ in got)
-        lo, hi = last_n[len(last_n) // 10], last_n[len(last_n) * 9 // 10]
-        steady = (len(last_n) * 8 // 10) / (hi - lo) if hi > lo else float("nan")
-        whole = answers / (last_out - first_out) if last_out > first_out else float("nan")
-        startup = first_out - launched
-        console.print(
-            f"steady {steady:,.0f}/s, first-to-last {whole:,.0f}/s, first result {startup:.1f} s after launch"
-        )
-
-        latencies = _latencies(console, settings, reader, end_ms)
-    finally:
-        reader.close()
-        job.stop()
-
-    load = os.getloadavg()[0]
+    steady = [r.steady for r in runs]
     body = f"""
-Command: `python -m benchmarks metrics_job` (`SC_BENCH_METRICS_ANSWERS`, `SC_BENCH_METRICS_PARALLELISM` change it).
-A private local stack; the job as `python -m flink_jobs.metrics` (local MiniCluster, parallelism {PARALLELISM},
-checkpoints every 2 s, at-least-once). Input: {answers:,} answers ({len(data.events):,} events: feedback with a
-{words}-word transcript, and answer metrics) of {LEARNERS} learners over {DAYS} days, published before the job
-starts; they close {windows:,} windows ({windows * 2:,} output records with the vocabularies). Allowed lateness
-{LATENESS_S:.0f} s.
+Command: `python -m benchmarks metrics_job` (`SC_BENCH_METRICS_ANSWERS`, `SC_BENCH_METRICS_PARALLELISM`,
+`SC_BENCH_METRICS_RUNS` change it). A private local stack; the job as `python -m flink_jobs.metrics` (local
+MiniCluster, parallelism {PARALLELISM}, checkpoints every 2 s, at-least-once). Input per run: {answers:,} answers
+({len(data.events):,} events: feedback with a {words}-word transcript, and answer metrics) of {LEARNERS} learners
+over {DAYS} days, published before the job starts; they close {windows:,} windows ({windows * 2:,} output records
+with the vocabularies), all of which must arrive (a dead letter fails the run). Allowed lateness {LATENESS_S:.0f} s.
+{RUNS} runs, each on fresh topics, consumer group and checkpoints.
 
 | measure | value |
 |---|---|
-| throughput, steady state (10th to 90th percentile of last-N results) | **{steady:,.0f} transcripts/s** |
-| throughput, first to last result | {whole:,.0f} transcripts/s |
-| first result after the process started | {startup:.1f} s |
+| throughput, steady state (last-N results, 10th to 90th pct.), median of {RUNS} | **{median(steady):,.0f}/s** |
+| throughput per run | {", ".join(f"{v:,.0f}" for v in steady)} transcripts/s |
+| throughput, first to last result, median | {median([r.whole for r in runs]):,.0f} transcripts/s |
+| first result after the process started, median | {median([r.startup for r in runs]):.1f} s |
 | window-result latency, median of {len(latencies)} | **{median(latencies) * 1000:,.0f} ms** |
 | window-result latency, p95 | {percentile(latencies, 0.95) * 1000:,.0f} ms |
+| job RSS (driver, JVM, Python workers), peak, median of runs | {median([r.rss_mb for r in runs]):,.0f} MB |
+| 1-minute load average at the end of each backlog | {", ".join(f"{r.load:.1f}" for r in runs)} |
 
-{bar_chart([("target", 6500.0), ("this job, steady", steady), ("first to last", whole)], "transcripts/s")}
+{bar_chart([("target", 6500.0), *[(f"run {n + 1}, steady", v) for n, v in enumerate(steady)]], "transcripts/s")}
 
 Latency is measured from publishing the records that move the watermark past an answer (one per input
 partition) to its last-N result on the output topic: decode, keyed exchange, the periodic watermark (200 ms),
 Python bundles (100 ms), the sink and the broker's fetch wait. The allowed lateness comes on top by design: a
 window result waits until answers up to that late can no longer change it.
-1-minute load average at the end: {load:.1f} (the machine is shared; see the lexical section for the cost of the
-metrics alone).
+The machine is shared (2 cores; the load average above includes other work); see the lexical section for the
+cost of the metrics alone.
 """
     write_section("metrics_job", "Metrics job (PyFlink, end to end through Kafka)", body)
 

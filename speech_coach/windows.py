@@ -48,6 +48,7 @@ class Answer:
     score: float | None
     speaking_rate_wpm: float
     time_to_answer_s: float | None
+    position: int = -1  # where its words start in the learner's word stream (`MattrPrefix`); -1: not placed
 
     @property
     def order(self) -> tuple[int, str]:
@@ -171,10 +172,11 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def window_events(
-    learner_id: str, window: Window, answers: Sequence[Answer]
+    learner_id: str, window: Window, answers: Sequence[Answer], mattr_sum: int | None = None
 ) -> tuple[WindowedMetrics, WindowedVocabulary]:
-    """The window's metrics and vocabulary; `answers` in window order (`Answer.order`), at least one."""
-    lexical = pool([a.words for a in answers])
+    """The window's metrics and vocabulary; `answers` in window order (`Answer.order`), at least one.
+    `mattr_sum`: the pooled words' `mattr_windows_sum`, when the caller keeps it incrementally."""
+    lexical = pool([a.words for a in answers], mattr_sum)
     start, end = from_ms(window.start_ms), from_ms(window.end_ms)
     metrics = WindowedMetrics(
         learner_id=learner_id,

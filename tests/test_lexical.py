@@ -14,10 +14,12 @@ from wordfreq import zipf_frequency
 
 from speech_coach.contracts.events import AnswerMetrics, TaskType
 from speech_coach.text import (
+    MattrPrefix,
     analyze,
     analyze_words,
     hdd,
     mattr,
+    mattr_windows_sum,
     mtld,
     mtld_factors,
     pool,
@@ -282,6 +284,33 @@ def test_pool_concatenates_answers() -> None:
     assert w.vocabulary == {"i": 2, "like": 2, "my": 2, "job": 2, "is": 1, "hard": 1, "but": 1, "it": 1}
     assert w.pooled_mtld == pytest.approx(mtld(a + b)) and w.pooled_mattr == pytest.approx(mattr(a + b))
     assert pool([]).tokens == 0 and pool([]).pooled_mtld == 0.0
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.lists(st.sampled_from(list("abcdefghijklmnop")), max_size=70), min_size=1, max_size=9),
+    st.sampled_from([1, 2, 5, 12, 50]),
+)
+def test_mattr_prefix_equals_the_pass_over_every_run_of_answers(answers: list[list[str]], window: int) -> None:
+    # The job keeps MATTR sums incrementally over a learner's answers (short, empty and window-long ones
+    # included); every window of consecutive answers must get exactly the integer a pass over its words gets.
+    stream = MattrPrefix(window=window)
+    starts = [stream.append(a) for a in answers]
+    for i in range(len(answers)):
+        for j in range(i, len(answers)):
+            words = [w for a in answers[i : j + 1] for w in a]
+            assert stream.windows_sum(starts[i], starts[j] + len(answers[j])) == mattr_windows_sum(words, window)
+    # Dropping what no window starts at any more changes nothing for the windows that remain.
+    stream.forget_before(starts[-1])
+    assert stream.windows_sum(starts[-1], stream.length) == mattr_windows_sum(answers[-1], window)
+
+
+@given(st.lists(st.lists(st.sampled_from(list("abcdefghij")), max_size=60), min_size=1, max_size=6))
+def test_pool_with_a_kept_mattr_sum_equals_pool(answers: list[list[str]]) -> None:
+    stream = MattrPrefix()
+    starts = [stream.append(a) for a in answers]
+    kept = pool(answers, stream.windows_sum(starts[0], stream.length))
+    assert kept == pool(answers)  # every field, MATTR to the last bit
 
 
 # --- cross-check against the lexical-diversity package -----------------------------------------------------

@@ -5,6 +5,7 @@ output must equal the batch recomputation (`speech_coach.windows.recompute`)."""
 from __future__ import annotations
 
 import base64
+import copy
 import heapq
 import random
 from collections import defaultdict
@@ -25,7 +26,7 @@ from speech_coach.contracts.events import (
     decode,
     encode,
 )
-from speech_coach.text import pool
+from speech_coach.text import MattrPrefix, pool
 from speech_coach.windows import (
     DAY_MS,
     answer_from,
@@ -48,6 +49,7 @@ class DictState(LearnerState):
         self.day_map: dict[int, list[Answer]] = {}
         self.recent_list: list[Answer] = []
         self.horizon_value: int | None = None
+        self.stream_value: MattrPrefix | None = None
 
     def pending_get(self, answer_id: str) -> Pending | None:
         return self.pending.get(answer_id)
@@ -84,6 +86,13 @@ class DictState(LearnerState):
 
     def set_horizon(self, value: int) -> None:
         self.horizon_value = value
+
+    def stream(self) -> MattrPrefix | None:
+        # A copy, as Flink's pickled state gives: a change the logic forgets to store is lost here too.
+        return copy.deepcopy(self.stream_value)
+
+    def set_stream(self, value: MattrPrefix) -> None:
+        self.stream_value = copy.deepcopy(value)
 
 
 class Simulator:

@@ -11,7 +11,7 @@ import base64
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from speech_coach.contracts.events import (
     decode_as,
     encode,
 )
+from speech_coach.text import MattrPrefix
 from speech_coach.windows import (
     DAY_MS,
     SLIDING_DAYS,
@@ -130,7 +131,8 @@ class LearnerState:
     """One learner's state, in whatever store the runtime gives (Flink keyed state, or dicts in tests).
 
     pending: answer id -> Pending (parts waiting for the watermark); days: day index -> that day's answers in
-    window order; recent: the last N-1 answers; horizon: the last event time whose windows were emitted.
+    window order; recent: the last N-1 answers; horizon: the last event time whose windows were emitted;
+    stream: running MATTR sums over the learner's words (every window pools consecutive answers of that stream).
     """
 
     def pending_get(self, answer_id: str) -> Pending | None: ...
@@ -145,6 +147,8 @@ class LearnerState:
     def set_recent(self, answers: list[Answer]) -> None: ...
     def horizon(self) -> int | None: ...
     def set_horizon(self, value: int) -> None: ...
+    def stream(self) -> MattrPrefix | None: ...
+    def set_stream(self, value: MattrPrefix) -> None: ...
 
 
 class LearnerWindows:
@@ -247,32 +251,48 @@ class LearnerWindows:
         elif any(a.answer_id == answer.answer_id for a in members):
             self._count("duplicates")
             return
+        # Answers enter in window order, so every window is a run of consecutive answers of this stream.
+        stream = state.stream() or MattrPrefix()
+        answer = replace(answer, position=stream.append(answer.words))
+        state.set_stream(stream)
         members.append(answer)
         state.day_put(day, members)
         self._count("answers")
         window = [*state.recent(), answer]
-        yield from self._emit(learner, last_n_window(window), window)
+        yield from self._emit(learner, last_n_window(window), window, stream)
         state.set_recent(window[max(0, len(window) - self.last_n + 1) :] if self.last_n > 1 else [])
 
     def _close_day(self, state: LearnerState, learner: str, day: int) -> Iterator[tuple[str, Out]]:
+        stream = state.stream() or MattrPrefix()
         members = state.day_get(day)
         if members:
-            yield from self._emit(learner, day_window(day), members)
+            yield from self._emit(learner, day_window(day), members, stream)
         week = [a for d in range(day - SLIDING_DAYS + 1, day + 1) for a in (state.day_get(d) or ())]
         if week:
-            yield from self._emit(learner, sliding_window_ending(day), week)
+            yield from self._emit(learner, sliding_window_ending(day), week, stream)
         first, following = month_bounds(day)
         if following == day + 1:
             month = [a for d in range(first, following) for a in (state.day_get(d) or ())]
             if month:
-                yield from self._emit(learner, month_window(day), month)
+                yield from self._emit(learner, month_window(day), month, stream)
         # Keep the days a later 7-day window or the current month still needs.
         keep_from = min(day + 1 - SLIDING_DAYS + 1, month_bounds(day + 1)[0])
+        removed = False
         for d in state.days():
             if d < keep_from:
                 state.day_remove(d)
+                removed = True
+        if removed:
+            # Only answers still in a kept day or the last-N window can start a window from now on.
+            starts = [a.position for d in state.days() for a in (state.day_get(d) or ())[:1]]
+            starts += [a.position for a in state.recent()[:1]]
+            stream.forget_before(min(starts, default=stream.length))
+            state.set_stream(stream)
 
-    def _emit(self, learner: str, window: Window, answers: list[Answer]) -> Iterator[tuple[str, Out]]:
-        metrics, vocabulary = window_events(learner, window, answers)
+    def _emit(
+        self, learner: str, window: Window, answers: list[Answer], stream: MattrPrefix
+    ) -> Iterator[tuple[str, Out]]:
+        end = answers[-1].position + len(answers[-1].words)
+        metrics, vocabulary = window_events(learner, window, answers, stream.windows_sum(answers[0].position, end))
         yield "main", as_out(self.topics.windowed_metrics, metrics)
         yield "main", as_out(self.topics.vocabulary, vocabulary)

@@ -11,6 +11,7 @@ not needed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,7 @@ from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import topic_name
 from speech_coach.logging import get_logger
 from speech_coach.settings import Settings
+from speech_coach.text import MattrPrefix
 
 log = get_logger(__name__)
 
@@ -94,6 +96,7 @@ class FlinkLearnerState(LearnerState):
         self._day_index = ctx.get_state(ValueStateDescriptor("day_index", pickled))
         self._recent = ctx.get_state(ValueStateDescriptor("recent", pickled))
         self._horizon = ctx.get_state(ValueStateDescriptor("horizon", Types.LONG()))
+        self._stream = ctx.get_state(ValueStateDescriptor("stream", pickled))
 
     def _pending_map(self) -> dict[str, Pending]:
         value: dict[str, Pending] | None = self._pending.value()
@@ -150,6 +153,13 @@ class FlinkLearnerState(LearnerState):
     def set_horizon(self, value: int) -> None:
         self._horizon.update(value)
 
+    def stream(self) -> MattrPrefix | None:
+        value: MattrPrefix | None = self._stream.value()
+        return value
+
+    def set_stream(self, value: MattrPrefix) -> None:
+        self._stream.update(value)
+
 
 class Windows(KeyedProcessFunction):  # type: ignore[misc]
     def __init__(self, topics: Topics, last_n: int, allowed_lateness_s: float) -> None:
@@ -194,6 +204,10 @@ def _key_by_first_field(stream: DataStream) -> KeyedStream:
 
 def build(settings: Settings, *, restore: bool = True) -> Any:
     """The configured environment with the job's graph on it; `env.execute()` runs it."""
+    # On a local MiniCluster PyFlink runs every Python operator in "loopback" mode: threads of this one process,
+    # sharing one GIL, so parallelism 2 computed on one core. Process mode gives each subtask its own Python
+    # worker (a real cluster's TaskManagers always do); PyFlink reads this variable when the job starts.
+    os.environ.setdefault("_python_worker_execution_mode", "process")
     env = environment(settings, "metrics", restore=restore)
     if settings.metrics.parallelism:
         env.set_parallelism(settings.metrics.parallelism)

@@ -2,12 +2,14 @@
 
 from speech_coach.text.lexical import (
     LexicalMetrics,
+    MattrPrefix,
     MtldFactors,
     WindowLexicalMetrics,
     analyze,
     analyze_words,
     hdd,
     mattr,
+    mattr_windows_sum,
     mtld,
     mtld_factors,
     pool,
@@ -19,6 +21,7 @@ from speech_coach.text.tokenize import Tokens, tokenize
 
 __all__ = [
     "LexicalMetrics",
+    "MattrPrefix",
     "MtldFactors",
     "Tokens",
     "WindowLexicalMetrics",
@@ -26,6 +29,7 @@ __all__ = [
     "analyze_words",
     "hdd",
     "mattr",
+    "mattr_windows_sum",
     "mtld",
     "mtld_factors",
     "pool",

@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import NamedTuple
 
 from speech_coach.text.tokenize import tokenize
@@ -104,23 +105,18 @@ def root_ttr(words: Sequence[str]) -> float:
     return len(set(words)) / math.sqrt(len(words)) if words else 0.0
 
 
-def mattr(words: Sequence[str], window: int = MATTR_WINDOW) -> float:
-    """Moving-average TTR: the mean TTR of every run of `window` consecutive words (each step moves one word).
+def _distinct_per_run(words: Sequence[str], window: int) -> list[int]:
+    """Distinct words of each run of `window` consecutive words, in order (empty when there is no full run).
 
-    A text no longer than the window has a single (partial) window, so its MATTR is its TTR.
-    """
-    if window < 1:
-        raise ValueError("window must be at least 1")
-    n = len(words)
-    if n <= window:
-        return ttr(words)
+    Slides by one: add the entering word, drop the leaving one; O(n) instead of O(n * window)."""
+    if len(words) < window:
+        return []
     counts: dict[str, int] = {}
     for w in words[:window]:
         counts[w] = counts.get(w, 0) + 1
     distinct = len(counts)
-    total = distinct
-    # Slide by one: add the entering word, drop the leaving one; O(n) instead of O(n * window).
-    for i in range(window, n):
+    out = [distinct]
+    for i in range(window, len(words)):
         w = words[i]
         c = counts.get(w, 0)
         if c == 0:
@@ -131,8 +127,83 @@ def mattr(words: Sequence[str], window: int = MATTR_WINDOW) -> float:
         counts[old] = c
         if c == 0:
             distinct -= 1
-        total += distinct
-    return total / ((n - window + 1) * window)
+        out.append(distinct)
+    return out
+
+
+def mattr_windows_sum(words: Sequence[str], window: int = MATTR_WINDOW) -> int:
+    """The sum, over every run of `window` consecutive words, of its distinct words (0 when there is no full run).
+
+    MATTR is this sum / (runs * window); an integer, so a sum kept incrementally (`MattrPrefix`) gives the same
+    MATTR to the last bit.
+    """
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    return sum(_distinct_per_run(words, window))
+
+
+def mattr(words: Sequence[str], window: int = MATTR_WINDOW) -> float:
+    """Moving-average TTR: the mean TTR of every run of `window` consecutive words (each step moves one word).
+
+    A text no longer than the window has a single (partial) window, so its MATTR is its TTR.
+    """
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    n = len(words)
+    if n <= window:
+        return ttr(words)
+    return mattr_windows_sum(words, window) / ((n - window + 1) * window)
+
+
+@dataclass(slots=True)
+class MattrPrefix:
+    """Running MATTR sums over one learner's word stream (every answer's words, in window order), so that the
+    MATTR of any window of consecutive answers costs O(1) instead of a pass over its pooled words.
+
+    D(s) is the number of distinct words in the run of `window` words starting at stream position s; it depends
+    only on the stream, not on which window pools it. `marks[x]` = sum of D(s) for s < x, recorded at each
+    answer's start and at its end - window + 1. A window pooling the answers that span positions [a, b) then has
+    `mattr_windows_sum` = marks[b - window + 1] - marks[a]: the same integer as a pass over its words.
+    """
+
+    window: int = MATTR_WINDOW
+    length: int = 0  # words in the stream so far
+    tail: tuple[str, ...] = ()  # its last window - 1 words
+    total: int = 0  # sum of D(s) over the complete runs (s + window <= length)
+    marks: dict[int, int] = field(default_factory=dict)
+    wanted: list[int] = field(default_factory=list)  # positions to mark that the complete runs have not reached
+
+    def _frontier(self) -> int:
+        """Runs counted so far: those complete in the stream (s + window <= length)."""
+        return max(0, self.length - self.window + 1)
+
+    def append(self, words: Sequence[str]) -> int:
+        """Add one answer's words; returns its start position in the stream."""
+        start, window = self.length, self.window
+        text = (*self.tail, *words)
+        first = self._frontier()  # the stream position of text[0] (the tail holds the incomplete runs' words)
+        self.length += len(words)
+        self.tail = text[max(0, len(text) - window + 1) :] if window > 1 else ()
+        # D(s) of every run that this answer completes, then prefix sums: sums[k] = marks value at first + k.
+        sums = list(accumulate(_distinct_per_run(text, window), initial=self.total))
+        self.total = sums[-1]
+        wanted, self.wanted = [*self.wanted, start, max(0, self.length - window + 1)], []
+        for position in wanted:
+            if position - first < len(sums):
+                self.marks[position] = sums[position - first]
+            else:
+                self.wanted.append(position)
+        return start
+
+    def windows_sum(self, start: int, end: int) -> int:
+        """`mattr_windows_sum` of the stream's words in [start, end): answer boundaries appended earlier."""
+        if end - start < self.window:
+            return 0
+        return self.marks[end - self.window + 1] - self.marks[start]
+
+    def forget_before(self, position: int) -> None:
+        """Drop the marks no window still open can start at (answers before `position` left every window)."""
+        self.marks = {p: v for p, v in self.marks.items() if p >= position}
 
 
 class MtldFactors(NamedTuple):
@@ -320,19 +391,26 @@ class WindowLexicalMetrics:
     vocabulary: dict[str, int]  # word form -> occurrences in the window
 
 
-def pool(answers: Sequence[Sequence[str]]) -> WindowLexicalMetrics:
+def pool(answers: Sequence[Sequence[str]], mattr_sum: int | None = None) -> WindowLexicalMetrics:
     """Pooled metrics over a window: the answers' words concatenated in the given (time) order, one text.
 
     MATTR windows and MTLD factors therefore run across answer boundaries, as they would over one long answer.
+    `mattr_sum`: the pooled text's `mattr_windows_sum` when the caller keeps it incrementally (`MattrPrefix`).
     """
     words = [w for answer in answers for w in answer]
     vocabulary = dict(Counter(words))
+    n = len(words)
+    if n <= MATTR_WINDOW:
+        pooled_mattr = len(vocabulary) / n if n else 0.0  # = mattr(words): one partial window, its TTR
+    else:
+        total = mattr_windows_sum(words) if mattr_sum is None else mattr_sum
+        pooled_mattr = total / ((n - MATTR_WINDOW + 1) * MATTR_WINDOW)
     return WindowLexicalMetrics(
         answer_count=len(answers),
-        tokens=len(words),
+        tokens=n,
         types=len(vocabulary),
-        pooled_ttr=len(vocabulary) / len(words) if words else 0.0,
-        pooled_mattr=mattr(words),
+        pooled_ttr=len(vocabulary) / n if n else 0.0,
+        pooled_mattr=pooled_mattr,
         pooled_mtld=mtld(words),
         vocabulary=vocabulary,
     )
