@@ -116,6 +116,8 @@ def _show_scores(sim) -> None:  # type: ignore[no-untyped-def]
 def _show_summary(sim, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     ok = sum(1 for r in sim.feedback.values() if r.status == "ok")
     summary = Table(title="What the platform did", show_header=False)
+    summary.add_column()
+    summary.add_column(overflow="fold")  # paths and S3 locations are copied by readers: never cut them
     summary.add_row("answers", f"{len(sim.answers)} ({ok} scored, {len(sim.answers) - ok} rejected)")
     summary.add_row("warehouse rows", ", ".join(f"{t} {n}" for t, n in sim.warehouse_rows.items()))
     summary.add_row("dbt models built", str(sim.dbt_models))
@@ -123,6 +125,7 @@ def _show_summary(sim, settings: Settings) -> None:  # type: ignore[no-untyped-d
     summary.add_row("audio", f"s3://{settings.s3.audio_bucket}/audio/ (content-addressed)")
     console.print(summary)
     files = Table(title="Files written", show_header=False)
+    files.add_column(overflow="fold")
     for path in sim.files:
         files.add_row(str(path))
     console.print(files)
