@@ -1,8 +1,8 @@
 """Pipeline health read straight from Kafka, without joining any consumer group: lag, last feedback, dead letters.
 
 `speech-coach stack status` prints it and the ingestion service publishes lag as a gauge. Tansu reports a
-partition's end offset as its last batch's base offset + 1, and a just-acknowledged record can take a moment to
-show there, so on that broker these counts can briefly be a little low; on Kafka they are exact.
+partition's end offset as its last batch's base offset + 1, so on that broker these counts can be a little low
+where batches hold several records; on Kafka they are exact.
 """
 
 from __future__ import annotations
