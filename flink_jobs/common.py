@@ -14,16 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from py4j.java_gateway import get_java_class
 from pyflink.common import Configuration, Row, Types
 from pyflink.common.serialization import ByteArraySchema, RowFieldExtractorSchema
 from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
-from pyflink.datastream.connectors.kafka import (
-    KafkaOffsetsInitializer,
-    KafkaRecordSerializationSchema,
-    KafkaSink,
-    KafkaSource,
-)
+from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSink, KafkaSource
 from pyflink.java_gateway import get_gateway
 
 from flink_jobs.connectors import connector_jars
@@ -159,20 +155,32 @@ def kafka_source(settings: Settings, topics: list[Topic], group_id: str) -> Kafk
 
 def kafka_sink(settings: Settings) -> KafkaSink:
     """Writes OUTPUT_TYPE rows to their topic, with their key. At-least-once: consumers are idempotent by key."""
+    # The topic is the row's first field, read in Java. PyFlink's own `set_topic_selector` would put a Python
+    # map in front of the sink (one more Python round trip for every record the job emits), so the Java
+    # schema is built through the gateway and handed to the Java sink builder directly.
+    jvm = get_gateway().jvm
+    selector = jvm.org.apache.flink.python.util.PythonConnectorUtils.createFirstColumnTopicSelector(
+        get_java_class(jvm.org.apache.flink.connector.kafka.sink.TopicSelector)
+    )
     serializer = (
-        KafkaRecordSerializationSchema.builder()
-        .set_topic_selector(lambda row: row[0])
-        .set_key_serialization_schema(RowFieldExtractorSchema(1))
-        .set_value_serialization_schema(RowFieldExtractorSchema(2))
+        jvm.org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema.builder()
+        .setTopicSelector(selector)
+        .setKeySerializationSchema(RowFieldExtractorSchema(1)._j_serialization_schema)
+        .setValueSerializationSchema(RowFieldExtractorSchema(2)._j_serialization_schema)
         .build()
     )
     builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
-        .set_record_serializer(serializer)
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
     )
-    for key, value in _kafka_properties(settings).items():
+    builder._j_builder.setRecordSerializer(serializer)
+    producer = {
+        "batch.size": str(settings.flink.sink_batch_bytes),
+        "linger.ms": str(settings.flink.sink_linger_ms),
+        "compression.type": settings.flink.sink_compression,
+    }
+    for key, value in (producer | _kafka_properties(settings)).items():
         builder = builder.set_property(key, value)
     return builder.build()
 

@@ -162,6 +162,16 @@ class FlinkSettings(BaseModel):
         None,
         description="Directory with the Kafka connector jars. Unset: <venv>/share/speech-coach/flink-lib.",
     )
+    sink_batch_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Kafka producer batch.size of the jobs' sinks. Window results come in bursts (a watermark "
+        "closes many windows at once); the client's 16 KiB default sends a request every few records.",
+    )
+    sink_linger_ms: int = Field(20, ge=0, description="Kafka producer linger.ms of the jobs' sinks.")
+    sink_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", description="Kafka producer compression.type of the jobs' sinks (vocabularies compress well)."
+    )
 
 
 class TelemetrySettings(BaseModel):
@@ -248,6 +258,12 @@ class MetricsSettings(BaseModel):
     last_n: int = Field(10, ge=1, description="Answers in the `last_10_answers` count window (it slides by 1).")
     parallelism: int = Field(
         2, ge=0, description="Parallelism of the metrics job (its Python workers); 0: SC_FLINK__PARALLELISM."
+    )
+    cached_learners: int = Field(
+        20_000,
+        ge=1,
+        description="Learners whose window state each Python worker keeps in memory (least recently active "
+        "leave first); a learner outside it costs blocking state reads from the JVM.",
     )
 
 

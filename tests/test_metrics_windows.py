@@ -50,6 +50,7 @@ class DictState(LearnerState):
         self.recent_list: list[Answer] = []
         self.horizon_value: int | None = None
         self.stream_value: MattrPrefix | None = None
+        self.timer_value: int | None = None
 
     def pending_get(self, answer_id: str) -> Pending | None:
         return self.pending.get(answer_id)
@@ -93,6 +94,12 @@ class DictState(LearnerState):
 
     def set_stream(self, value: MattrPrefix) -> None:
         self.stream_value = copy.deepcopy(value)
+
+    def timer(self) -> int | None:
+        return self.timer_value
+
+    def set_timer(self, value: int | None) -> None:
+        self.timer_value = value
 
 
 class Simulator:
@@ -142,7 +149,8 @@ class Simulator:
             t, learner = heapq.heappop(self.timers)
             self.known.discard((t, learner))
             register: list[int] = []
-            self._collect(self.logic.on_time(self.states[learner], learner, t, register))
+            # As in PyFlink, a firing sees the watermark of the advance that fired it.
+            self._collect(self.logic.on_time(self.states[learner], learner, watermark, register))
             self._register(learner, register)
             if self.async_timers and t > 0:
                 self.deferred.append((learner, [t]))  # fires again

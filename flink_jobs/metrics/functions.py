@@ -132,7 +132,8 @@ class LearnerState:
 
     pending: answer id -> Pending (parts waiting for the watermark); days: day index -> that day's answers in
     window order; recent: the last N-1 answers; horizon: the last event time whose windows were emitted;
-    stream: running MATTR sums over the learner's words (every window pools consecutive answers of that stream).
+    stream: running MATTR sums over the learner's words (every window pools consecutive answers of that stream);
+    timer: the one wake-up asked of the runtime and not yet passed.
     """
 
     def pending_get(self, answer_id: str) -> Pending | None: ...
@@ -149,14 +150,20 @@ class LearnerState:
     def set_horizon(self, value: int) -> None: ...
     def stream(self) -> MattrPrefix | None: ...
     def set_stream(self, value: MattrPrefix) -> None: ...
+    def timer(self) -> int | None: ...
+    def set_timer(self, value: int | None) -> None: ...
 
 
 class LearnerWindows:
     """The per-learner logic: `on_part` for each record, `on_time` when the watermark passes a timer.
 
     An answer enters its windows when the watermark passes its time, in event-time order, so every window
-    sees exactly the answers a batch recomputation sees, whatever order they arrived in. Timers: the answer's
-    own time (join and order), each day end (day and 7-day windows) and each month end.
+    sees exactly the answers a batch recomputation sees, whatever order they arrived in.
+
+    Timers: one per learner at a time, at the next moment something is due (the earliest pending answer, or the
+    end of the next day that closes a window). A firing handles everything the watermark has passed, not just its
+    own time: in PyFlink every timer is a round trip between the JVM and the Python worker, and a timer per
+    answer and per day end cost far more than the windows themselves.
     """
 
     def __init__(self, topics: Topics, last_n: int, allowed_lateness_s: float) -> None:
@@ -200,10 +207,22 @@ class LearnerWindows:
             pending.metrics, pending.metrics_raw = part, raw
             pending.answered_at_ms = ts  # the metrics event carries the windowing time
         state.pending_put(part.answer_id, pending)
-        register.append(ts)
+        self._wake(state, ts, register)
+
+    @staticmethod
+    def _wake(state: LearnerState, at: int | None, register: list[int]) -> None:
+        """Ask for a wake-up at `at` unless one is already due no later."""
+        current = state.timer()
+        if at is not None and (current is None or at < current):
+            register.append(at)
+            state.set_timer(at)
 
     def on_time(self, state: LearnerState, learner: str, now: int, register: list[int]) -> Iterator[tuple[str, Out]]:
-        """The watermark passed `now`: apply the answers up to it, then emit the windows that end by it."""
+        """The watermark is `now` (a timer fired): apply the answers up to it, then emit the windows that end by
+        it, then ask for the next wake-up."""
+        timer = state.timer()
+        if timer is not None and timer <= now:
+            state.set_timer(None)  # it fired (or fires in this same advance and finds nothing left to do)
         ready: list[Answer] = []
         for answer_id, pending in state.pending_items():
             if pending.answered_at_ms > now:
@@ -225,7 +244,7 @@ class LearnerWindows:
                 ready.append(answer)
         ready.sort(key=lambda a: a.order)
         for answer in ready:
-            yield from self._apply(state, learner, answer, register)
+            yield from self._apply(state, learner, answer)
         # Close every day that ended by `now` and was not closed yet, whichever timer this is. PyFlink registers
         # timers asynchronously: a timer asked for in a callback can reach the JVM after the watermark passed it,
         # so it fires late, after later ones, or a second time. Days are therefore closed by time, not by timer.
@@ -233,21 +252,33 @@ class LearnerWindows:
         last = (now + 1) // DAY_MS - 1  # the last day whose end (its last millisecond) is <= now
         days = state.days()
         first = max((horizon + 1) // DAY_MS if horizon is not None else -(2**62), min(days)) if days else last + 1
+        if days:  # no window closes after the last one holding a kept day (the watermark may jump far ahead)
+            last = min(last, max(max(d + SLIDING_DAYS - 1, month_bounds(d)[1] - 1) for d in days))
         for day in range(first, last + 1):
             yield from self._close_day(state, learner, day)
         if horizon is None or now > horizon:
             state.set_horizon(now)
+        self._wake(state, self._next_due(state, now), register)
 
-    def _apply(
-        self, state: LearnerState, learner: str, answer: Answer, register: list[int]
-    ) -> Iterator[tuple[str, Out]]:
+    @staticmethod
+    def _next_due(state: LearnerState, now: int) -> int | None:
+        """The earliest time after `now` at which something is due: a pending answer, or the end of the first
+        day from now on whose day, 7-day or month window holds answers."""
+        due = [p.answered_at_ms for _, p in state.pending_items()]
+        today = (now + 1) // DAY_MS  # the first day not closed yet
+        for d in state.days():
+            if d + SLIDING_DAYS - 1 >= today:
+                due.append((max(d, today) + 1) * DAY_MS - 1)  # its day window, or a 7-day window holding it
+            last = month_bounds(d)[1] - 1
+            if last >= today:
+                due.append((last + 1) * DAY_MS - 1)
+        return min(due) if due else None
+
+    def _apply(self, state: LearnerState, learner: str, answer: Answer) -> Iterator[tuple[str, Out]]:
         day = day_index(answer.answered_at_ms)
         members = state.day_get(day)
         if members is None:
             members = []
-            # Every window this day belongs to ends at one of these timers.
-            register.extend((d + 1) * DAY_MS - 1 for d in range(day, day + SLIDING_DAYS))
-            register.append(month_bounds(day)[1] * DAY_MS - 1)
         elif any(a.answer_id == answer.answer_id for a in members):
             self._count("duplicates")
             return

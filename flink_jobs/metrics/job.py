@@ -12,6 +12,7 @@ not needed.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,12 +85,20 @@ class Decode(ProcessFunction):  # type: ignore[misc]
 
 
 class FlinkLearnerState(LearnerState):
-    """LearnerState over Flink keyed state, pickled. Days are one map entry each, so adding an answer
-    re-serializes one day, not the learner's month. Pending answers (a few, within the lateness) and the list of
-    days are single values: PyFlink 2.3's MapState iteration returned entries removed earlier in the same bundle,
-    which re-applied answers, so nothing here iterates a MapState."""
+    """LearnerState over Flink keyed state, pickled, with the values read kept in this worker.
 
-    def __init__(self, ctx: RuntimeContext) -> None:
+    Days are one map entry each, so adding an answer re-serializes one day, not the learner's month. Pending
+    answers (a few, within the lateness) and the list of days are single values: PyFlink 2.3's MapState iteration
+    returned entries removed earlier in the same bundle, which re-applied answers, so nothing here iterates a
+    MapState.
+
+    Every read of PyFlink keyed state is a blocking request to the JVM (its Python side caches state objects, not
+    values), which made reads, not the metrics, the job's cost. So each learner's values are read once and kept in
+    an LRU map here; every change still goes to Flink state, so checkpoints hold exactly what the cache holds. The
+    cache lives in the function instance: a restart or restore opens a new one, which starts empty.
+    """
+
+    def __init__(self, ctx: RuntimeContext, cache_learners: int) -> None:
         pickled = Types.PICKLED_BYTE_ARRAY()
         self._pending = ctx.get_state(ValueStateDescriptor("pending", pickled))
         self._days = ctx.get_map_state(MapStateDescriptor("days", Types.LONG(), pickled))
@@ -97,9 +106,37 @@ class FlinkLearnerState(LearnerState):
         self._recent = ctx.get_state(ValueStateDescriptor("recent", pickled))
         self._horizon = ctx.get_state(ValueStateDescriptor("horizon", Types.LONG()))
         self._stream = ctx.get_state(ValueStateDescriptor("stream", pickled))
+        self._timer = ctx.get_state(ValueStateDescriptor("timer", Types.LONG()))
+        self._limit = max(1, cache_learners)
+        self._learners: OrderedDict[str, dict[Any, Any]] = OrderedDict()
+        self._values: dict[Any, Any] = {}
+
+    def bind(self, learner: str) -> None:
+        """Use `learner`'s cached values (Flink has already made it the current key)."""
+        values = self._learners.get(learner)
+        if values is None:
+            values = self._learners[learner] = {}
+            if len(self._learners) > self._limit:
+                self._learners.popitem(last=False)
+        else:
+            self._learners.move_to_end(learner)
+        self._values = values
+
+    def _get(self, name: str, state: Any) -> Any:
+        if name in self._values:
+            return self._values[name]
+        value = self._values[name] = state.value()
+        return value
+
+    def _set(self, name: str, state: Any, value: Any) -> None:
+        self._values[name] = value
+        if value is None:
+            state.clear()
+        else:
+            state.update(value)
 
     def _pending_map(self) -> dict[str, Pending]:
-        value: dict[str, Pending] | None = self._pending.value()
+        value: dict[str, Pending] | None = self._get("pending", self._pending)
         return value if value is not None else {}
 
     def pending_get(self, answer_id: str) -> Pending | None:
@@ -108,7 +145,7 @@ class FlinkLearnerState(LearnerState):
     def pending_put(self, answer_id: str, value: Pending) -> None:
         pending = self._pending_map()
         pending[answer_id] = value
-        self._pending.update(pending)
+        self._set("pending", self._pending, pending)
 
     def pending_items(self) -> list[tuple[str, Pending]]:
         return list(self._pending_map().items())
@@ -116,54 +153,66 @@ class FlinkLearnerState(LearnerState):
     def pending_remove(self, answer_id: str) -> None:
         pending = self._pending_map()
         pending.pop(answer_id, None)
-        if pending:
-            self._pending.update(pending)
-        else:
-            self._pending.clear()
+        self._set("pending", self._pending, pending or None)
 
     def day_get(self, day: int) -> list[Answer] | None:
-        value: list[Answer] | None = self._days.get(day)
+        if day not in self.days():  # never ask the JVM for a day that is not there
+            return None
+        key = ("day", day)
+        if key not in self._values:
+            self._values[key] = self._days.get(day)
+        value: list[Answer] | None = self._values[key]
         return value
 
     def day_put(self, day: int, answers: list[Answer]) -> None:
+        self._values[("day", day)] = answers
         self._days.put(day, answers)
         days = self.days()
         if day not in days:
-            self._day_index.update(sorted([*days, day]))
+            self._set("day_index", self._day_index, sorted([*days, day]))
 
     def day_remove(self, day: int) -> None:
+        self._values.pop(("day", day), None)
         self._days.remove(day)
-        self._day_index.update([d for d in self.days() if d != day])
+        self._set("day_index", self._day_index, [d for d in self.days() if d != day])
 
     def days(self) -> list[int]:
-        value: list[int] | None = self._day_index.value()
-        return list(value) if value is not None else []
+        value: list[int] | None = self._get("day_index", self._day_index)
+        return value if value is not None else []
 
     def recent(self) -> list[Answer]:
-        value: list[Answer] | None = self._recent.value()
+        value: list[Answer] | None = self._get("recent", self._recent)
         return value or []
 
     def set_recent(self, answers: list[Answer]) -> None:
-        self._recent.update(answers)
+        self._set("recent", self._recent, answers)
 
     def horizon(self) -> int | None:
-        value: int | None = self._horizon.value()
+        value: int | None = self._get("horizon", self._horizon)
         return value
 
     def set_horizon(self, value: int) -> None:
-        self._horizon.update(value)
+        self._set("horizon", self._horizon, value)
 
     def stream(self) -> MattrPrefix | None:
-        value: MattrPrefix | None = self._stream.value()
+        value: MattrPrefix | None = self._get("stream", self._stream)
         return value
 
     def set_stream(self, value: MattrPrefix) -> None:
-        self._stream.update(value)
+        self._set("stream", self._stream, value)
+
+    def timer(self) -> int | None:
+        value: int | None = self._get("timer", self._timer)
+        return value
+
+    def set_timer(self, value: int | None) -> None:
+        self._set("timer", self._timer, value)
 
 
 class Windows(KeyedProcessFunction):  # type: ignore[misc]
-    def __init__(self, topics: Topics, last_n: int, allowed_lateness_s: float) -> None:
+    def __init__(self, topics: Topics, last_n: int, allowed_lateness_s: float, cache_learners: int) -> None:
         self.topics, self.last_n, self.allowed_lateness_s = topics, last_n, allowed_lateness_s
+        self.cache_learners = cache_learners
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from speech_coach.text import warm_up
@@ -172,7 +221,7 @@ class Windows(KeyedProcessFunction):  # type: ignore[misc]
         self.logic = LearnerWindows(self.topics, self.last_n, self.allowed_lateness_s)
         group = runtime_context.get_metrics_group()
         self.logic.on_count = {name: group.counter(f"{name}") for name in self.logic.COUNTED}
-        self.state = FlinkLearnerState(runtime_context)
+        self.state = FlinkLearnerState(runtime_context, self.cache_learners)
 
     def _out(self, items: Iterator[tuple[str, Out]]) -> Iterator[Any]:
         for tag, out in items:
@@ -181,14 +230,19 @@ class Windows(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         register: list[int] = []
         timers = ctx.timer_service()
+        self.state.bind(value[0])
         yield from self._out(self.logic.on_part(self.state, value, timers.current_watermark(), register))
         for ts in register:
             timers.register_event_time_timer(ts)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         register: list[int] = []
-        yield from self._out(self.logic.on_time(self.state, ctx.get_current_key(), timestamp, register))
         timers = ctx.timer_service()
+        # Everything up to the watermark, not just this timer's time (see LearnerWindows).
+        now = max(timestamp, timers.current_watermark())
+        learner = ctx.get_current_key()
+        self.state.bind(learner)
+        yield from self._out(self.logic.on_time(self.state, learner, now, register))
         for ts in register:
             timers.register_event_time_timer(ts)
 
@@ -226,7 +280,12 @@ def build(settings: Settings, *, restore: bool = True) -> Any:
     decoded = source.process(Decode(names), output_type=KEYED).name("decode").uid("decode")
     windows = (
         _key_by_first_field(decoded)
-        .process(Windows(names, settings.metrics.last_n, settings.metrics.allowed_lateness_s), OUTPUT_TYPE)
+        .process(
+            Windows(
+                names, settings.metrics.last_n, settings.metrics.allowed_lateness_s, settings.metrics.cached_learners
+            ),
+            OUTPUT_TYPE,
+        )
         .name("learner-windows")
         .uid("learner-windows")
     )
