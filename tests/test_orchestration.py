@@ -195,6 +195,11 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
         assert {"warehouse_schema", "raw/dim_questions", "research_answers", "research_export"} <= keys
         states = {st.name: st.state for st in platform.status()}
         assert states["dagster-ui"] == states["dagster-daemon"] == states["ingest"] == "healthy"
+        # Loopback only, the UI's code servers and the ingestion health server included.
+        from tests.test_security import listening, not_loopback
+
+        found = listening(st.pid for st in platform.status() if st.pid)
+        assert len(found) >= 2 and not not_loopback(found), found
     finally:
         assert platform.down() == ["dagster-daemon", "dagster-ui", "ingest"]
 
