@@ -107,7 +107,7 @@ class TelegramStandIn:
         app.router.add_post("/bot{token}/{method}", self._api)
         app.router.add_get("/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, access_log=None)  # it plays Telegram: its logs are not the platform's
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
