@@ -40,25 +40,44 @@ def _block(title: str, body: str, tag: str = "blockquote") -> list[str]:
     return [f"{head if i == 0 else ''}<{tag}>{escape(piece)}</{tag}>" for i, piece in enumerate(_pieces(body, room))]
 
 
+def _lines(title: str, lines: list[tuple[str, str]]) -> list[str]:
+    """A titled list whose lines are an HTML head plus escaped plain text, split into sections that each fit in
+    one message; a line too long for a message continues on the next ones. Nothing is dropped."""
+    head = f"<b>{escape(title)}</b>"
+    room = LIMIT - len(head) - 2
+    rendered: list[str] = []
+    for html_head, plain in lines:
+        pieces = _pieces(plain, room - len(html_head)) or [""]
+        rendered += [(html_head if i == 0 else "") + escape(piece) for i, piece in enumerate(pieces)]
+    sections: list[str] = []
+    current = head
+    for line in rendered:
+        if len(current) + 1 + len(line) > LIMIT:
+            sections.append(current)
+            current = line
+        else:
+            current += "\n" + line
+    return [*sections, current]
+
+
 def feedback_sections(result: FeedbackResult, title: str) -> list[str]:
     heading = _("Feedback")
-    sections = [f"<b>{escape(heading)}: {escape(title)}</b>"]
+    sections = [f"<b>{escape(heading)}: {escape(title[:512])}</b>"]
     if result.overall_score is not None:
         sections[0] += "\n" + _("Overall score: <b>{score}</b>").format(score=f"{result.overall_score:g}")
     if result.transcript:
         sections += _block(_("Transcript"), result.transcript)
     if result.rubric:
-        rubric = _("Rubric")
-        lines = [f"<b>{escape(rubric)}</b>"]
-        for r in result.rubric:
-            line = f"• {escape(r.criterion)}: <b>{r.score:g}/{r.max_score:g}</b>"
-            lines.append(line + (f" — {escape(r.comment)}" if r.comment else ""))
-        sections.append("\n".join(lines))
+        # Criteria and comments come from the feedback engine: long ones continue in the next message.
+        sections += _lines(_("Rubric"), [
+            (f"• {escape(r.criterion)}: <b>{r.score:g}/{r.max_score:g}</b>" + (" — " if r.comment else ""), r.comment)
+            for r in result.rubric
+        ])  # fmt: skip
     if result.feedback:
         sections += _block(_("Summary"), result.feedback, tag="i")
     for heading, items in ((_("Strengths"), result.strengths), (_("Suggestions"), result.suggestions)):
         if items:
-            sections.append(f"<b>{escape(heading)}</b>\n" + "\n".join(f"• {escape(s)}" for s in items))
+            sections += _lines(heading, [("• ", item) for item in items])
     if result.improved_answer:
         sections += _block(_("Improved example answer"), result.improved_answer)
     if result.metrics:

@@ -19,26 +19,40 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 class UpdateOnceMiddleware(BaseMiddleware):
     """Telegram redelivers an update when its confirmation is lost (or a webhook call times out): handle each
-    update id once. The id is recorded before handling, so a redelivery never repeats a side effect."""
+    update id once. The id is recorded only after its handler succeeded, so an update whose handling crashed
+    is handled again when Telegram redelivers it; handlers' side effects are idempotent per cause (an answer
+    id per chat and message, one charge, refund and purchase per reference), so a repeat changes nothing.
+    A redelivery that arrives while the first copy is still being handled in this process is skipped too."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self._in_flight: set[int] = set()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
-        async with self.services.db.tx() as cur:
-            await cur.execute(
-                "INSERT INTO processed_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING update_id",
-                (event.update_id,),
-            )
-            fresh = await cur.fetchone() is not None
-        if not fresh:
-            self.services.metrics.duplicate_updates.inc()
-            log.info("duplicate update skipped", update_type=event.event_type)
-            return None
-        self.services.metrics.updates.labels(event.event_type).inc()
-        data["update_id"] = event.update_id
-        return await handler(event, data)
+        update_id = event.update_id
+        if update_id in self._in_flight:  # checked and claimed with no await between: one task per update id
+            return self._skip(event)
+        self._in_flight.add(update_id)
+        try:
+            async with self.services.db.tx() as cur:
+                await cur.execute("SELECT 1 FROM processed_updates WHERE update_id = %s", (update_id,))
+                if await cur.fetchone() is not None:
+                    return self._skip(event)
+            self.services.metrics.updates.labels(event.event_type).inc()
+            data["update_id"] = update_id
+            result = await handler(event, data)  # an exception leaves the id unrecorded: a redelivery is handled
+            async with self.services.db.tx() as cur:
+                await cur.execute(
+                    "INSERT INTO processed_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING", (update_id,)
+                )
+            return result
+        finally:
+            self._in_flight.discard(update_id)
+
+    def _skip(self, event: Update) -> None:
+        self.services.metrics.duplicate_updates.inc()
+        log.info("duplicate update skipped", update_type=event.event_type)
 
 
 class LearnerMiddleware(BaseMiddleware):

@@ -85,6 +85,7 @@ class TelegramStandIn:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (path, content)
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
+        self._failures: dict[str, int] = {}  # method -> how many of its next calls get a 500
         self._message_ids = itertools.count(5000)
         self._lock = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -106,7 +107,7 @@ class TelegramStandIn:
         app.router.add_post("/bot{token}/{method}", self._api)
         app.router.add_get("/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, access_log=None)  # it plays Telegram: its logs are not the platform's
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -146,6 +147,13 @@ class TelegramStandIn:
         if handler is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
         call = Call(method, params, files)
+        with self._lock:
+            if self._failures.get(method):
+                self._failures[method] -= 1
+                self.calls.append(Call(f"{method} (failed)", params, files))
+                self._lock.notify_all()
+                return web.json_response({"ok": False, "error_code": 500, "description": "Internal Server Error"},
+                                         status=500)  # fmt: skip
         if method == "getUpdates":
             result = await self._m_getUpdates(params)
             return web.json_response({"ok": True, "result": result})
@@ -239,6 +247,12 @@ class TelegramStandIn:
             self._loop.call_soon_threadsafe(self._new_update.set)
         return update
 
+    def fail(self, method: str, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with a 500, as Telegram does when it has a bad moment (each
+        recorded as a call of "<method> (failed)")."""
+        with self._lock:
+            self._failures[method] = times
+
     def add_file(self, content: bytes, suffix: str = "oga") -> tuple[str, str]:
         file_id = f"F{uuid.uuid4().hex[:12]}"
         unique = f"U{uuid.uuid4().hex[:10]}"
@@ -281,20 +295,25 @@ _counter = itertools.count(1)
 class User:
     """A Telegram user talking to the bot in a private chat."""
 
-    def __init__(self, tg: TelegramStandIn, user_id: int | None = None, language_code: str = "en") -> None:
+    def __init__(
+        self, tg: TelegramStandIn, user_id: int | None = None, language_code: str = "en", first_name: str = "Learner",
+        username: str | None = None,
+    ) -> None:  # fmt: skip
         self.tg = tg
         self.id = user_id or 100000 + next(_counter) * 7919
         self.language_code = language_code
+        self.first_name = first_name
+        self.username = username or f"learner{self.id}"
         self._message_ids = itertools.count(1)
 
     @property
     def user(self) -> dict[str, Any]:
-        return {"id": self.id, "is_bot": False, "first_name": "Learner", "username": f"learner{self.id}",
+        return {"id": self.id, "is_bot": False, "first_name": self.first_name, "username": self.username,
                 "language_code": self.language_code}  # fmt: skip
 
     def message(self, **content: Any) -> dict[str, Any]:
         msg = {"message_id": next(self._message_ids), "date": int(time.time()), "from": self.user,
-               "chat": {"id": self.id, "type": "private", "first_name": "Learner"}, **content}  # fmt: skip
+               "chat": {"id": self.id, "type": "private", "first_name": self.first_name}, **content}  # fmt: skip
         return self.tg.inject({"message": msg})
 
     def text(self, text: str) -> dict[str, Any]:

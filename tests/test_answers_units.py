@@ -186,3 +186,16 @@ def test_the_llm_schema_is_strict_and_bounded_by_the_scale(track: object) -> Non
     assert set(value["scores"]) == {c.key for c in scale.criteria}
     value["scores"][scale.criteria[0].key]["score"] = scale.high + 1
     assert not Draft202012Validator(schema).is_valid(value)
+
+
+def test_a_short_repetition_loop_is_not_english_but_real_answers_are() -> None:
+    from speech_coach.speech.transcribe import LOOP_SHARE, repeated_share
+    from tests.answers_support import ANSWERS_45S, plain_text
+
+    loop = "I'm not sure if I can see it, but I'm not sure if I can see it. I'm not sure if I can see it."
+    assert repeated_share(loop) >= LOOP_SHARE
+    assert repeated_share("I agree. I agree. I agree.") == 0.0  # too short to judge
+    for answer in ANSWERS_45S:
+        assert repeated_share(plain_text(answer)) < 0.1
+    # Listen-and-repeat: one sentence said once, then its longer version: not a loop.
+    assert repeated_share("The library opens at nine. The library opens at nine on weekdays.") < LOOP_SHARE

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -142,7 +143,10 @@ def test_webhook_checks_the_secret_token(stack: Stack, pg_database: str, s3_buck
         assert post(url, update, secret) == 200
         assert "Choose your interface language" in user.wait_sent(1)[0].params["text"]
         assert post(url, update, secret) == 200  # Telegram retries: handled once
-        assert rows(settings, "SELECT count(*) FROM processed_updates") == [(1,)]
+        # The id is recorded once its handler returned, which can be just after the reply went out.
+        tg.wait_for(lambda _c: rows(settings, "SELECT count(*) FROM processed_updates") == [(1,)])
+        time.sleep(1)
+        assert len(user.sent()) == 1
     finally:
         bot.stop()
 

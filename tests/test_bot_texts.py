@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import string
 from datetime import UTC, datetime
@@ -9,10 +10,12 @@ from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from bot.formatting import LIMIT, feedback_messages
 from bot.i18n import LOCALES, make_i18n
-from speech_coach.contracts.events import FeedbackResult, KeyMetrics, ResultStatus, TaskType, Track
+from speech_coach.contracts.events import FeedbackResult, KeyMetrics, ResultStatus, RubricScore, TaskType, Track
 from tests.telegram_stand_in import check_html
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +61,48 @@ def test_long_feedback_is_split_into_valid_messages() -> None:
         assert not error and len(text) <= LIMIT and visible <= LIMIT
     joined = "".join(messages)
     assert "Расшифровка" in joined and "Title &lt;x&gt;" in joined and joined.count("hello.") == 700  # nothing lost
+
+
+def _visible(messages: list[str]) -> str:
+    """The text a reader sees across the messages, whitespace removed (splits may move or drop it)."""
+    return re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", "".join(messages))))
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=3000)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    transcript=st.text(st.characters(codec="utf-8"), max_size=20000),
+    summary=st.text(st.characters(codec="utf-8"), max_size=4000),
+    improved=st.text(st.characters(codec="utf-8"), max_size=8000),
+    rubric=st.lists(st.tuples(st.text(st.characters(codec="utf-8"), min_size=1, max_size=512),
+                              st.text(st.characters(codec="utf-8"), max_size=2000)), max_size=6),
+    strengths=st.lists(_text, max_size=6),
+    suggestions=st.lists(_text, max_size=6),
+    title=st.text(st.characters(codec="utf-8"), max_size=300),
+)  # fmt: skip
+@example(  # what random text rarely reaches: three criteria with the longest comments, long advice lists
+    transcript="", summary="", improved="", title="Q", rubric=[("Delivery", "Pace & <pauses> " * 125)] * 3,
+    strengths=["Clear 👍 thesis " * 200] * 2, suggestions=["Use linking words. " * 150] * 4,
+)  # fmt: skip
+def test_any_feedback_the_contract_allows_fits_telegram_and_loses_nothing(
+    transcript: str, summary: str, improved: str, rubric: list[tuple[str, str]], strengths: list[str],
+    suggestions: list[str], title: str,
+) -> None:  # fmt: skip
+    # Unicode of every kind and the contract's longest fields: each message is valid HTML under Telegram's
+    # limit (a message over it is refused, and the learner would get no feedback at all), and no text is lost.
+    result = FeedbackResult(
+        answer_id="a", learner_id="l", question_id="q", track=Track.TOEFL, task_type=TaskType.TOEFL_INDEPENDENT,
+        status=ResultStatus.OK, transcript=transcript, feedback=summary, improved_answer=improved,
+        rubric=[RubricScore(criterion=c, score=2, max_score=4, comment=m) for c, m in rubric],
+        strengths=strengths, suggestions=suggestions, answered_at=datetime.now(UTC),
+    )  # fmt: skip
+    with make_i18n().context() as i18n, i18n.use_locale("en"):
+        messages = feedback_messages(result, title)
+    for text in messages:
+        visible, error = check_html(text)
+        assert not error and len(text) <= LIMIT and visible <= LIMIT
+    seen = _visible(messages)
+    for field in [transcript, summary, improved, *strengths, *suggestions, *(part for pair in rubric for part in pair)]:
+        assert re.sub(r"\s+", "", field) in seen

@@ -12,7 +12,7 @@ from warehouse.codebook_doc import GUIDE, codebook_table, write_guide
 from warehouse.exports import CODEBOOK
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "docs/architecture.md", "docs/researcher-guide.md"]
+DOCS = ["README.md", "docs/architecture.md", "docs/researcher-guide.md", "docs/reliability.md"]
 
 
 def test_codebook_in_researcher_guide_is_current() -> None:
@@ -50,3 +50,15 @@ def test_relative_links_resolve(doc: str) -> None:
 def test_readme_links_the_new_pages() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "(docs/architecture.md)" in readme and "(docs/researcher-guide.md)" in readme
+
+
+def test_reliability_table_names_only_existing_tests() -> None:
+    # docs/reliability.md maps each fault and bad input to its tests: a renamed or removed test must fail here.
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(named) > 40
+    missing = [f"{path}::{name}" for path, name in named
+               if not (ROOT / path).exists() or f"def {name}(" not in (ROOT / path).read_text()]  # fmt: skip
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
+    for heading in ("## Bad input", "## Security", "## Faults and load"):
+        assert heading in text

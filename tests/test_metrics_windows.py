@@ -321,3 +321,33 @@ def test_undecodable_input_is_refused_with_the_contracts_reason() -> None:
     assert exc.value.reason == "contract.invalid"
     fb, _ = answer_pair(random.Random(1), "l", "a", START, "hello there")
     assert isinstance(decode("speech-coach.answers.feedback.v1", encode(fb)), FeedbackResult)
+
+
+@pytest.mark.parametrize("event_type", ["feedback_result", "answer_metrics"])
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        (b"\xff\xfe{not json", "contract.not_json"),
+        (b"[1, 2, 3]", "contract.not_object"),
+        (b'{"event_type": "%s", "schema_version": 7}', "contract.unsupported_version"),
+        (b'{"event_type":"%s","schema_version":2,"answer_id":"a"}', "contract.unsupported_version"),  # fast path
+        (b'{"event_type": "%s", "schema_version": 1, "learner_id": 5}', "contract.invalid"),
+    ],
+)
+def test_bad_records_on_both_input_topics_become_dead_letters_with_their_reason(
+    event_type: str, template: bytes, reason: str
+) -> None:
+    # What the job's Decode operator does with a record that fails its contract: a dead letter, bytes intact.
+    from flink_jobs.metrics.functions import dead_letter
+    from speech_coach.contracts.events import ContractError, DeadLetter, decode_as
+
+    data = template.replace(b"%s", event_type.encode())
+    with pytest.raises(ContractError) as failed:
+        to_record(data)
+    assert failed.value.reason == reason
+    topic, _key, value = dead_letter(TOPICS, data, failed.value.reason, str(failed.value))
+    letter = decode_as(DeadLetter, value)
+    assert topic == "dlq" and letter.reason == reason and base64.b64decode(letter.payload_b64) == data
+    assert letter.detail and letter.stage == "metrics.window"
+    if b"%s" in template:  # the payload names its event: the dead letter names the topic it came from
+        assert letter.source_topic == {"feedback_result": "fb", "answer_metrics": "am"}[event_type]

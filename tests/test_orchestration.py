@@ -195,6 +195,11 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
         assert {"warehouse_schema", "raw/dim_questions", "research_answers", "research_export"} <= keys
         states = {st.name: st.state for st in platform.status()}
         assert states["dagster-ui"] == states["dagster-daemon"] == states["ingest"] == "healthy"
+        # Loopback only, the UI's code servers and the ingestion health server included.
+        from tests.test_security import listening, not_loopback
+
+        found = listening(st.pid for st in platform.status() if st.pid)
+        assert len(found) >= 2 and not not_loopback(found), found
     finally:
         assert platform.down() == ["dagster-daemon", "dagster-ui", "ingest"]
 
@@ -249,3 +254,34 @@ def test_learners_and_ledger_reach_clickhouse_pseudonymized(
         client.execute("SELECT * FROM raw_credit_ledger_snapshots")
     )
     assert str(TELEGRAM_USER) not in dumped and str(TELEGRAM_CHAT) not in dumped
+
+
+HOSTILE_MONTHS = ["../../etc/passwd", "2026-06-01/../../../x", "2026-06-01'; DROP TABLE research_answers; --",
+                  "2026-06-01\n", " 2026-06-01", "2026-06-15", "2026-13-01", "\uff12\uff10\uff12\uff16-06-01",
+                  "9999-12-01", "1900-01-01", "", "2026-06", "2026-06-01T00:00:00"]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", HOSTILE_MONTHS)
+def test_export_requests_for_anything_but_a_month_are_refused(key: str) -> None:
+    from orchestration.domains.exports import export_month
+
+    with pytest.raises(ValueError, match=r"month|no export"):
+        export_month(key)
+
+
+def test_a_hostile_export_request_writes_nothing(dagster_env: Settings) -> None:
+    from orchestration.definitions import defs
+    from orchestration.domains.exports import export_month
+    from orchestration.resources import SettingsResource, s3_resource
+
+    assert export_month("2026-06-01").isoformat() == "2026-06-01"
+    export = [defs.get_assets_def(dg.AssetKey("research_export"))]
+    resources = {"settings": SettingsResource(), "s3": s3_resource(dagster_env)}
+    for key in ("../../../x", "2026-06-01'; --", "2999-01-01"):
+        # Dagster refuses partitions outside the definition before any step runs (the asset would refuse too).
+        with pytest.raises(Exception, match=r"(?i)partition"):
+            dg.materialize(export, resources=resources, partition_key=key)
+    client = s3_client(dagster_env)
+    names = [b["Name"] for b in client.list_buckets()["Buckets"]]
+    if dagster_env.s3.exports_bucket in names:
+        assert client.list_objects_v2(Bucket=dagster_env.s3.exports_bucket).get("KeyCount", 0) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import uuid
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from speech_coach.contracts import Event, LearnerDeletionRequest, encode
+from speech_coach.contracts import Event, LearnerDeletionRequest, Topic, encode
 from speech_coach.kafka import producer_config, topic_name
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
@@ -136,3 +137,28 @@ def test_deletion_requests_erase_and_block_late_rows(wh_settings: Settings) -> N
         assert client.execute(f"SELECT count() FROM {table} WHERE learner_id = 'lrn-1'")[0][0] == 0
     assert client.execute("SELECT learner_id FROM raw_answers FINAL") == [("lrn-2",)]
     assert client.execute("SELECT learner_id FROM raw_deletion_requests") == [("lrn-1",)]
+
+
+def test_malformed_and_unknown_version_events_on_every_topic_become_dead_letters(wh_settings: Settings) -> None:
+    # Ingestion consumes every topic, so every topic's bad records end here, each with its reason and bytes.
+    client = connect(wh_settings)
+    migrate(client)
+    by_type = {e.TOPIC: e.EVENT_TYPE for e in samples()}
+    bad: list[tuple[str, bytes, str]] = []
+    for topic in Topic:
+        name, event_type = topic_name(wh_settings, topic), by_type[topic]
+        other = next(t for t in by_type.values() if t != event_type)
+        bad += [
+            (name, b"\xff\x00 not json", "contract.not_json"),
+            (name, b'"just a string"', "contract.not_object"),
+            (name, f'{{"event_type": "{event_type}", "schema_version": 99}}'.encode(), "contract.unsupported_version"),
+            (name, f'{{"event_type": "{other}", "schema_version": 1}}'.encode(), "contract.wrong_type"),
+            (name, f'{{"event_type": "{event_type}", "schema_version": 1}}'.encode(), "contract.invalid"),
+        ]
+    produce(wh_settings, [], [(name, payload) for name, payload, _ in bad])
+    with Ingestor(wh_settings, client) as ingestor:
+        assert ingestor.run(until_idle_s=3).dead_letters == len(bad)
+    got = client.execute("SELECT source_topic, payload_b64, reason, stage, detail FROM raw_dead_letters FINAL")
+    assert sorted((t, base64.b64decode(p), r) for t, p, r, *_ in got) == sorted(bad)
+    assert all(stage == "warehouse.ingest" and detail for *_, stage, detail in got)
+    assert sum(counts(client).values()) == len(bad)  # nothing else was written

@@ -9,6 +9,7 @@ from clickhouse_driver import Client
 
 from speech_coach.settings import Settings
 from speech_coach.stack.clickhouse import clickhouse_client
+from speech_coach.stack.clickhouse import identifier as _identifier
 
 
 def connect(settings: Settings, database: str | None = None) -> Client:
@@ -19,12 +20,6 @@ def connect(settings: Settings, database: str | None = None) -> Client:
     admin.disconnect()
     client: Client = clickhouse_client(settings.clickhouse_url, database=name)
     return client
-
-
-def _identifier(name: str) -> str:
-    if not name.replace("_", "").isalnum():
-        raise ValueError(f"not a plain identifier: {name!r}")
-    return name
 
 
 def insert(client: Client, table: str, rows: Sequence[dict[str, Any]], *, dedup_token: str | None = None) -> int:

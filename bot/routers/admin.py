@@ -80,7 +80,11 @@ async def broadcast_text(message: Message, state: FSMContext) -> None:
     kb = InlineKeyboardBuilder()
     kb.button(text="Send", callback_data=BroadcastCb(send=True))
     kb.button(text="Cancel", callback_data=BroadcastCb(send=False))
-    await message.answer(f"Preview:\n\n{message.html_text}", reply_markup=kb.as_markup())
+    if len(message.text or "") + len("Preview:\n\n") <= 4096:
+        await message.answer(f"Preview:\n\n{message.html_text}", reply_markup=kb.as_markup())
+    else:  # the longest text Telegram delivers leaves no room for the heading: it goes alone, as it will be sent
+        await message.answer("Preview:")
+        await message.answer(message.html_text, reply_markup=kb.as_markup())
 
 
 @router.callback_query(BroadcastCb.filter())

@@ -1,6 +1,7 @@
 """Research exports: monthly, consent-filtered, pseudonymized datasets written to S3 with a codebook."""
 
-from datetime import date, datetime
+import re
+from datetime import date
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -9,6 +10,16 @@ from orchestration.resources import SettingsResource
 
 GROUP = "research_exports"
 monthly = dg.MonthlyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
+
+
+def export_month(partition_key: str) -> date:
+    """The month an export request names. Only a first-of-month date among the partitions is accepted: the key
+    becomes an S3 prefix and a query parameter, so anything else is refused before either is built."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-01", partition_key):
+        raise ValueError(f"not a month partition (YYYY-MM-01): {partition_key[:40]!r}")
+    if partition_key not in monthly.get_partition_keys():
+        raise ValueError(f"no export for {partition_key}: months run from 2025-01 to the current one")
+    return date.fromisoformat(partition_key)
 
 
 @dg.asset(
@@ -23,7 +34,7 @@ def research_export(
 ) -> dg.MaterializeResult:
     from warehouse.exports import build_export, fetch_month
 
-    month: date = datetime.fromisoformat(context.partition_key).date()
+    month = export_month(context.partition_key)
     s = settings.get()
     rows = fetch_month(settings.clickhouse(), month)
     files = build_export(rows, month)

@@ -223,6 +223,24 @@ class OpenAITranscriber:
 
 
 _WORDLIKE = re.compile(r"[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z']+")
+# A phrase of 4 words said 3 times or more, making up half the transcript: tiny.en's loop on foreign speech
+# ("I'm not sure if I can see it" three times for 10 s of Russian) that is too short to compress well.
+LOOP_NGRAM, LOOP_COUNT, LOOP_SHARE = 4, 3, 0.5
+
+
+def repeated_share(text: str) -> float:
+    """Share of the words inside a LOOP_NGRAM-word phrase that occurs at least LOOP_COUNT times."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    grams = [tuple(words[i : i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1)]
+    counts: dict[tuple[str, ...], int] = {}
+    for gram in grams:
+        counts[gram] = counts.get(gram, 0) + 1
+    covered: set[int] = set()
+    for i, gram in enumerate(grams):
+        if counts[gram] >= LOOP_COUNT:
+            covered.update(range(i, i + LOOP_NGRAM))
+    return len(covered) / len(words) if len(words) >= LOOP_NGRAM * LOOP_COUNT else 0.0
 
 
 def english_problem(transcript: Transcript, speech_s: float, settings: Settings) -> str | None:
@@ -243,6 +261,8 @@ def english_problem(transcript: Transcript, speech_s: float, settings: Settings)
         return f"the transcript is improbable as English (mean log-probability {transcript.avg_logprob:.2f})"
     if transcript.compression_ratio is not None and transcript.compression_ratio > options.max_compression_ratio:
         return f"the transcript repeats itself (compression ratio {transcript.compression_ratio:.2f})"
+    if (share := repeated_share(transcript.text)) >= LOOP_SHARE:
+        return f"the transcript repeats itself ({share:.0%} of its words are one phrase said again and again)"
     return None
 
 

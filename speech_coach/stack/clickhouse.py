@@ -13,6 +13,14 @@ from speech_coach.stack.base import ManagedPart, StackError, describe_exc, tcp_r
 logging.getLogger("clickhouse_driver.connection").setLevel(logging.CRITICAL)
 
 
+def identifier(name: str) -> str:
+    """`name` if it is a plain identifier (letters, digits, underscores), to quote with backticks in SQL; names
+    cannot be bound parameters, so anything else is refused rather than escaped."""
+    if not name or not name.replace("_", "").isalnum() or not name.isascii():
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return name
+
+
 def clickhouse_client(url: str, *, connect_timeout: float = 5, database: str | None = None) -> Any:
     from clickhouse_driver import Client
 
@@ -71,7 +79,7 @@ class ClickHousePart(ManagedPart):
 
         database = self.settings.clickhouse_database
         try:
-            self._client().execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            self._client().execute(f"CREATE DATABASE IF NOT EXISTS `{identifier(database)}`")
         except (ClickHouseError, OSError, EOFError) as exc:
             raise StackError(
                 self.name,
