@@ -44,7 +44,7 @@ log = get_logger("flink_jobs")
 # Flink metric reporter name in the local MiniCluster: metrics.reporter.<name>.*
 LOCAL_REPORTER = "local_prometheus"
 # How often the local MiniCluster pushes its metrics to the job process's /metrics.
-LOCAL_REPORT_INTERVAL_S = 2
+LOCAL_REPORT_INTERVAL_S = 5
 
 # (topic, key, value): the shape every job emits, written by `kafka_sink`.
 OUTPUT_TYPE = Types.ROW_NAMED(

@@ -226,8 +226,6 @@ def job_settings(stack_settings: Settings, workdir: Path, **env: str) -> tuple[S
         "SC_FLINK__CHECKPOINT_DIR": (workdir / "checkpoints").as_uri(),
         "SC_FLINK__CHECKPOINT_INTERVAL_S": "2",
         "SC_LOG__JSON_OUTPUT": "false",
-        # /healthz, /readyz, /metrics of the job process: a port of its own, so jobs of parallel runs never clash.
-        "SC_ANSWERS__HEALTH_PORT": str(free_port_block(1)),
     }
     variables |= env
     # Resolved exactly as the job process resolves them: from the environment.
@@ -237,7 +235,12 @@ def job_settings(stack_settings: Settings, workdir: Path, **env: str) -> tuple[S
 
 
 def start_job(settings: Settings, variables: dict[str, str], log: Path) -> JobProcess:
+    """The job as a child process; `JobProcess.settings` names the health port it serves on."""
     ensure_topics(settings)
+    # /healthz, /readyz, /metrics: a port picked at each start, never one another process took meanwhile.
+    port = free_port_block(1)
+    variables["SC_ANSWERS__HEALTH_PORT"] = str(port)
+    settings = settings.model_copy(update={"answers": settings.answers.model_copy(update={"health_port": port})})
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | variables
     handle = log.open("wb")
     proc = subprocess.Popen(

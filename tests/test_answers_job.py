@@ -228,11 +228,11 @@ FLINK = "flink_taskmanager_job_task_operator_speech_coach_answers_"
 
 def test_the_job_process_serves_health_and_flink_metrics(harness: Harness) -> None:
     """Scraped over HTTP after the answers above: Flink's own metrics (its Prometheus reporter) and the job's."""
-    url = f"http://127.0.0.1:{harness.settings.answers.health_port}"
+    url = f"http://127.0.0.1:{harness.job.settings.answers.health_port}"
     with harness.collector.lock:
         answered = len(harness.collector.data.feedback)
     deadline = time.monotonic() + 30
-    while True:  # the MiniCluster's reporter pushes every 2 s
+    while True:  # the MiniCluster's reporter pushes every 5 s
         metrics = _scrape(url)
         if metrics.get(f"{FLINK}ok", 0) + metrics.get(f"{FLINK}rejected", 0) >= answered:
             break

@@ -67,6 +67,7 @@ class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
         self.counters: dict[str, Any] = {}
         self.process_ms: Any = None
         self.model_load_ms = 0
+        self.announced = False
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from speech_coach.answers import AnswerProcessor
@@ -80,7 +81,7 @@ class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
         self.model_load_ms = int((time.monotonic() - began) * 1000)
         # Flink metrics, exported by Flink's Prometheus reporter (the cluster's, or locally the job process's
         # /metrics): flink_taskmanager_job_task_operator_speech_coach_answers_<name>. Registered up front so
-        # every series exists, at 0, before the first answer.
+        # every series exists, at 0, from the first answer on.
         group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.counters = {name: group.counter(name.replace(".", "_")) for name in COUNTERS}
         self.process_ms = group.distribution("process_ms")
@@ -93,6 +94,12 @@ class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
         shutdown_tracing()  # spans still buffered leave before the worker does
 
     def flat_map(self, value: bytes) -> Iterator[Row]:
+        if not self.announced:
+            # Python counters reach Flink only once touched inside a bundle: touch them all on the first record,
+            # so rare ones (fallback, *_unavailable) exist at 0 for dashboards and alerts instead of being absent.
+            for counter in self.counters.values():
+                counter.inc(0)
+            self.announced = True
         self.counters["records_in"].inc()
         began = time.perf_counter()
         events = self.processor.process(bytes(value))
