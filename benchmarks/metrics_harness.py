@@ -22,7 +22,7 @@ from speech_coach.contracts.events import DeadLetter, Event, WindowedMetrics, Wi
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config, topic_name
 from speech_coach.settings import Settings
-from speech_coach.stack.isolated import settings_env
+from speech_coach.stack.isolated import free_port_block, settings_env
 from speech_coach.windows import to_ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,9 @@ class Job:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flink_jobs.metrics"],
                 cwd=ROOT,
-                env=job_env(settings),
+                # A health port picked now, not when the stack's settings were made: a port free minutes ago
+                # may meanwhile be some client connection's ephemeral port.
+                env=job_env(settings) | {"SC_METRICS__HEALTH_PORT": str(free_port_block(1))},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

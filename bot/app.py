@@ -38,6 +38,7 @@ from speech_coach.contracts.topics import Topic
 from speech_coach.db import upgrade
 from speech_coach.kafka import ensure_topics
 from speech_coach.logging import configure_logging, get_logger
+from speech_coach.observability.tracing import setup_tracing, shutdown_tracing
 from speech_coach.settings import Settings
 
 log = get_logger("bot")
@@ -258,6 +259,8 @@ class BotApp:
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log.level, settings.log.json_output, settings.secret_values())
+    # Per process, not per BotApp: the tracer provider is global (a no-op without SC_TELEMETRY__OTLP_ENDPOINT).
+    setup_tracing(settings, "speech-coach-bot")
     try:
         app = BotApp(settings)
     except BotNotConfigured as exc:
@@ -270,4 +273,7 @@ def main() -> None:
             loop.add_signal_handler(sig, app.request_stop)
         await app.run()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        shutdown_tracing()

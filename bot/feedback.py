@@ -4,20 +4,27 @@ A delivery row per answer makes redelivered events (a consumer restart, a replay
 row is written with the answer's new state, and the refund of a rejected answer, in one transaction before
 any message goes out; the offset is committed only after the messages were sent. A crash between the two
 resends the same feedback once more rather than losing it.
+
+Delivery is a span (`bot.deliver_feedback`) in the answer's trace: its parent is the answer job's publish span,
+named by the event's `traceparent` (or the Kafka headers). Log lines carry the answer id and the learner's
+pseudonym.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 from collections import Counter
 from typing import Any
 
+import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.i18n import I18n
 from confluent_kafka import Consumer, Message
+from opentelemetry.trace import SpanKind
 from psycopg.types.json import Jsonb
 
 from bot import keyboards, repo
@@ -27,9 +34,11 @@ from speech_coach.contracts.events import ContractError, DeadLetter, FeedbackRes
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import consumer_config, topic_name
 from speech_coach.logging import get_logger
+from speech_coach.observability.tracing import context_from_headers, context_from_traceparent, tracer
 from speech_coach.text.tokenize import tokenize
 
 log = get_logger("bot.feedback")
+_tracer = tracer("bot.feedback")
 
 # Function words left out of "most-used words": the chart is about the learner's vocabulary.
 _STOP = (
@@ -92,7 +101,16 @@ class FeedbackConsumer:
                 )
             )
             return
-        await self.deliver(result)
+        # The event's own context first: it names the job's publish span even where headers were dropped.
+        parent = context_from_traceparent(result.traceparent, context_from_headers(msg.headers()))
+        with (
+            _tracer.start_as_current_span(
+                "bot.deliver_feedback", context=parent, kind=SpanKind.CONSUMER,
+                attributes={"speech_coach.answer_id": result.answer_id, "speech_coach.status": result.status.value},
+            ),
+            structlog.contextvars.bound_contextvars(answer_id=result.answer_id[:64]),
+        ):  # fmt: skip
+            await self.deliver(result)
 
     async def deliver(self, result: FeedbackResult) -> bool:
         """Send the feedback unless it was already sent; returns True when messages went out."""
@@ -124,6 +142,15 @@ class FeedbackConsumer:
             learner = await repo.learner_by_id(cur, answer["learner_id"])
             question = await repo.question(cur, answer["question_id"])
         assert learner is not None and question is not None
+        # From here on every log line names the learner by pseudonym, as the handlers' lines do.
+        with structlog.contextvars.bound_contextvars(learner=learner.pseudonym, learner_id=str(learner.id)):
+            return await self._deliver(result, answer, learner, question, answer_id)
+
+    async def _deliver(
+        self, result: FeedbackResult, answer: dict[str, Any], learner: repo.Learner, question: repo.Question,
+        answer_id: uuid.UUID,
+    ) -> bool:  # fmt: skip
+        metrics = self.services.metrics
         with self.i18n.context(), self.i18n.use_locale(learner.language):
             if result.status is ResultStatus.OK:
                 texts = feedback_messages(result, question.title)
@@ -144,6 +171,9 @@ class FeedbackConsumer:
                 (len(texts), answer_id),
             )
         metrics.feedback.labels(result.status.value).inc()
+        metrics.last_feedback.set(time.time())
+        if (received := answer.get("received_at")) is not None:
+            metrics.feedback_latency.observe(max(0.0, time.time() - received.timestamp()))
         log.info("feedback delivered", answer_id=result.answer_id, status=result.status.value, messages=len(texts))
         return True
 

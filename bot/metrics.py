@@ -19,3 +19,11 @@ class Metrics:
         self.forged_webhooks = Counter("bot_forged_webhook_requests_total", "Webhook calls refused", registry=r)
         self.in_flight = Gauge("bot_answers_in_flight", "Answers being stored and published", registry=r)
         self.publish_seconds = Histogram("bot_publish_seconds", "Store and publish time per answer", registry=r)
+        # From the voice message's arrival to the feedback sent: what the learner waits (alert: p95 over target).
+        self.feedback_latency = Histogram(
+            "bot_feedback_latency_seconds", "Answer received to feedback delivered", registry=r,
+            buckets=(1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600),
+        )  # fmt: skip
+        self.last_feedback = Gauge(
+            "bot_last_feedback_delivered_timestamp_seconds", "When feedback was last sent to a learner", registry=r
+        )

@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Producer
 from speech_coach.contracts.events import Event, encode
 from speech_coach.kafka import producer_config, topic_name
 from speech_coach.logging import get_logger
+from speech_coach.observability.tracing import kafka_headers
 from speech_coach.settings import Settings
 
 log = get_logger("bot.publisher")
@@ -54,8 +55,9 @@ class Publisher:
             loop.call_soon_threadsafe(settle)
 
         self.producer.produce(
-            topic_name(self.settings, event.TOPIC), key=event.key(), value=encode(event), on_delivery=report
-        )
+            topic_name(self.settings, event.TOPIC), key=event.key(), value=encode(event), on_delivery=report,
+            headers=kafka_headers(),  # W3C trace context of the current span (none when not traced)
+        )  # fmt: skip
         await done
 
     async def publish(self, event: Event, attempts: int = 3) -> None:

@@ -9,7 +9,11 @@ partitioning and idempotency keys (answer id, learner window) that downstream co
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,17 @@ from flink_jobs.connectors import connector_jars
 from speech_coach.contracts.events import Event, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import client_config, topic_name
+from speech_coach.logging import get_logger
+from speech_coach.observability import HealthServer
 from speech_coach.settings import Settings
 from speech_coach.tools import find_java
+
+log = get_logger("flink_jobs")
+
+# Flink metric reporter name in the local MiniCluster: metrics.reporter.<name>.*
+LOCAL_REPORTER = "local_prometheus"
+# How often the local MiniCluster pushes its metrics to the job process's /metrics.
+LOCAL_REPORT_INTERVAL_S = 5
 
 # (topic, key, value): the shape every job emits, written by `kafka_sink`.
 OUTPUT_TYPE = Types.ROW_NAMED(
@@ -62,10 +75,36 @@ def latest_checkpoint(directory: Path | None) -> Path | None:
     return max(done, key=lambda p: (p.stat().st_mtime, int(p.name.removeprefix("chk-"))))
 
 
+def health_port(settings: Settings, job: str) -> int:
+    """Port of the job process's /healthz, /readyz and /metrics."""
+    return settings.answers.health_port if job == "answers" else settings.metrics.health_port
+
+
+def local_minicluster(settings: Settings) -> bool:
+    """True when this process starts its own MiniCluster; false when submitting to, or started by, a cluster."""
+    # PyFlink sets PYFLINK_GATEWAY_PORT when a JVM (a cluster's PythonDriver) started this Python process.
+    return not settings.flink.jobmanager and "PYFLINK_GATEWAY_PORT" not in os.environ
+
+
+def prometheus_reporter_jar() -> Path | None:
+    """Flink's Prometheus reporter, shipped in the apache-flink wheel under pyflink/plugins."""
+    import pyflink
+
+    plugin = Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus"
+    jars = sorted(plugin.glob("flink-metrics-prometheus-*.jar"))
+    return jars[-1] if jars else None
+
+
 def _prepare_process_env(settings: Settings) -> None:
     """Java and the Python workers inherit this process's environment."""
     java = find_java(settings)
     os.environ["JAVA_HOME"] = str(java.home)
+    if local_minicluster(settings) and (jar := prometheus_reporter_jar()) is not None:
+        # The MiniCluster loads metric reporters from the JVM classpath only (not from plugins/), and PyFlink's
+        # gateway launcher adds HADOOP_CLASSPATH to it: the one hook for a jar there. Must precede the launch.
+        current = os.environ.get("HADOOP_CLASSPATH", "")
+        if str(jar) not in current.split(os.pathsep):
+            os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(filter(None, [current, str(jar)]))
     # The Python UDF workers must import this project and its dependencies exactly as the driver does.
     paths = [p for p in sys.path if p and Path(p).exists()]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
@@ -92,6 +131,8 @@ def environment(settings: Settings, job: str, *, restore: bool = True) -> Stream
     conf.set_string("python.fn-execution.bundle.time", "100")
     if restore and (chk := latest_checkpoint(paths.local_checkpoints)) is not None:
         conf.set_string("execution.state-recovery.path", chk.as_uri())
+    if local_minicluster(settings):
+        _local_metrics(conf, settings, job)
     if settings.flink.jobmanager:
         host, _, port = settings.flink.jobmanager.rpartition(":")
         conf.set_string("execution.target", "remote")
@@ -101,6 +142,83 @@ def environment(settings: Settings, job: str, *, restore: bool = True) -> Stream
     env.set_parallelism(settings.flink.parallelism)
     env.enable_checkpointing(int(settings.flink.checkpoint_interval_s * 1000), CheckpointingMode.AT_LEAST_ONCE)
     return env
+
+
+def _local_metrics(conf: Configuration, settings: Settings, job: str) -> None:
+    """Flink's own Prometheus reporter, in its push-gateway form, pushing to this process's health server.
+
+    The pull form (PrometheusReporter) binds every interface and has no host option; the local stack stays on
+    loopback. Metric names are the same as the pull reporter's that clusters use (flink_taskmanager_job_...).
+    """
+    if prometheus_reporter_jar() is None:
+        return
+    prefix = f"metrics.reporter.{LOCAL_REPORTER}"
+    factory = "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory"
+    conf.set_string(f"{prefix}.factory.class", factory)
+    conf.set_string(f"{prefix}.hostUrl", f"http://127.0.0.1:{health_port(settings, job)}")
+    conf.set_string(f"{prefix}.jobName", f"speech-coach-{job}")
+    conf.set_string(f"{prefix}.randomJobNameSuffix", "false")
+    conf.set_string(f"{prefix}.deleteOnShutdown", "false")
+    conf.set_string(f"{prefix}.interval", f"{LOCAL_REPORT_INTERVAL_S} SECONDS")
+
+
+def driver_metrics() -> tuple[Any, Any, Any]:
+    """The job process's own metrics: a registry, the job-running gauge and the last-status-check gauge."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    running = Gauge("speech_coach_flink_job_running", "1 while the Flink job is RUNNING", ["job"], registry=registry)
+    checked = Gauge(
+        "speech_coach_flink_job_last_check_timestamp_seconds", "When the job's status was last read", ["job"],
+        registry=registry,
+    )  # fmt: skip
+    return registry, running, checked
+
+
+def run_until_stopped(
+    settings: Settings, job: str, client: Any, *, on_status: Callable[[str], None] | None = None
+) -> None:
+    """Serve the job process's health and metrics while the submitted job runs; cancel it on SIGTERM/SIGINT.
+
+    Liveness: this loop still polls the job. Readiness: the job is RUNNING. /metrics: the process's own
+    registry plus what the local MiniCluster's Prometheus reporter pushes.
+    """
+    registry, running, checked = driver_metrics()
+    state = {"status": "CREATED"}
+    health = HealthServer(
+        settings.telemetry.bind_host,
+        health_port(settings, job),
+        ready_checks={"job": lambda: None if state["status"] == "RUNNING" else f"job is {state['status']}"},
+        stall_after_s=60.0,
+        registry=registry,
+        accept_pushes=True,
+    )
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    with health:
+        log.info("job health serving", job=job, health=health.address)
+        while True:
+            result = client.get_job_status().result()
+            # A pyflink JobStatus enum: str() would give "JobStatus.RUNNING", its name is the status.
+            status = str(getattr(result, "name", result))
+            state["status"] = status
+            running.labels(job).set(1 if status == "RUNNING" else 0)
+            checked.labels(job).set(time.time())
+            health.beat()
+            if on_status is not None:
+                on_status(status)
+            if status in {"FAILED", "CANCELED", "FINISHED"}:
+                log.error("job ended", job=job, status=status)
+                raise SystemExit(1)
+            if stop.wait(2):
+                break
+        log.info("stopping job", job=job)
+        try:
+            client.cancel().result()
+        except Exception as exc:  # the MiniCluster may already be shutting down with this process
+            log.warning("cancel failed", job=job, error=str(exc)[:300])
 
 
 def recovered_from(env_config: Any) -> str | None:

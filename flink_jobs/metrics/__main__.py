@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flink_jobs.common import job_paths, latest_checkpoint
+from flink_jobs.common import job_paths, latest_checkpoint, run_until_stopped
 from flink_jobs.metrics.job import build, log
 from speech_coach.kafka import ensure_topics
 from speech_coach.logging import configure_logging
@@ -22,7 +22,8 @@ def main() -> None:
         allowed_lateness_s=settings.metrics.allowed_lateness_s,
         last_n=settings.metrics.last_n,
     )
-    env.execute("speech-coach-metrics")
+    client = env.execute_async("speech-coach-metrics")
+    run_until_stopped(settings, "metrics", client)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,16 @@ log = get_logger(__name__)
 INVALID = OutputTag("invalid", OUTPUT_TYPE)
 LATE = OutputTag("late", OUTPUT_TYPE)
 KEYED = Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
+# Flink metric group of the job's counters: flink_taskmanager_job_task_operator_speech_coach_metrics_<name>.
+METRIC_GROUP = "speech_coach_metrics"
+
+
+def prometheus_names() -> set[str]:
+    """The job's counters as Flink's Prometheus reporter names them."""
+    from flink_jobs.metrics.functions import LearnerWindows
+
+    prefix = f"flink_taskmanager_job_task_operator_{METRIC_GROUP}_"
+    return {prefix + name for name in [*LearnerWindows.COUNTED, "invalid_records"]}
 
 
 def topics(settings: Settings) -> Topics:
@@ -71,7 +81,7 @@ class Decode(ProcessFunction):  # type: ignore[misc]
         from speech_coach.text import warm_up
 
         warm_up()
-        self.invalid = runtime_context.get_metrics_group().counter("invalid_records")
+        self.invalid = runtime_context.get_metrics_group().add_group(METRIC_GROUP).counter("invalid_records")
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         data = bytes(value)
@@ -219,7 +229,8 @@ class Windows(KeyedProcessFunction):  # type: ignore[misc]
 
         warm_up()
         self.logic = LearnerWindows(self.topics, self.last_n, self.allowed_lateness_s)
-        group = runtime_context.get_metrics_group()
+        # Exported as flink_taskmanager_job_task_operator_speech_coach_metrics_<name> (answers, late, ...).
+        group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.logic.on_count = {name: group.counter(f"{name}") for name in self.logic.COUNTED}
         self.state = FlinkLearnerState(runtime_context, self.cache_learners)
 

@@ -3,6 +3,10 @@
 A plain WSGI server on a thread, not an event loop, so the same code serves the asyncio bot, the blocking
 ingestion loop and a Flink driver process. Liveness says the process still makes progress; readiness says its
 dependencies answer, so an orchestrator can stop sending work without restarting the process.
+
+A Flink job process also accepts Prometheus push-gateway pushes (`PUT /metrics/job/<name>`) from the local
+MiniCluster's own Prometheus reporter and serves them with its own metrics: Flink's pull reporter can only bind
+every interface, a push to loopback keeps the local stack on loopback.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 # A readiness check returns None when the dependency answers, else the reason it does not.
 ReadyCheck = Callable[[], str | None]
@@ -44,13 +48,17 @@ class HealthServer:
         stall_after_s: float | None = None,
         registry: CollectorRegistry = REGISTRY,
         check_timeout_s: float = 3.0,
+        accept_pushes: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.ready_checks = dict(ready_checks or {})
         self.stall_after_s = stall_after_s
         self.check_timeout_s = check_timeout_s
         self._beat = time.monotonic()
-        self._metrics = make_wsgi_app(registry)
+        self.registry = registry
+        self.accept_pushes = accept_pushes
+        self._pushed: dict[str, bytes] = {}  # push path -> the latest metrics pushed there
+        self._push_lock = threading.Lock()
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
@@ -86,11 +94,36 @@ class HealthServer:
         ready = all(v == "ok" for v in results.values())
         return ready, {"status": "ready" if ready else "not ready", "checks": results}
 
+    def metrics_text(self) -> bytes:
+        """The registry's metrics followed by the latest push of each pusher (text format 0.0.4)."""
+        with self._push_lock:
+            pushed = list(self._pushed.values())
+        return generate_latest(self.registry) + b"".join(p if p.endswith(b"\n") else p + b"\n" for p in pushed)
+
+    def _push(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method in ("PUT", "POST"):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            with self._push_lock:
+                # A PUT replaces what that pusher sent before; Flink's reporter always sends everything.
+                self._pushed[path] = body if method == "PUT" else self._pushed.get(path, b"") + body
+        elif method == "DELETE":
+            with self._push_lock:
+                self._pushed.pop(path, None)
+        else:
+            start_response("405 Method Not Allowed", [("Content-Type", "text/plain")])
+            return [b"push with PUT, POST or DELETE\n"]
+        start_response("202 Accepted", [("Content-Type", "text/plain")])
+        return [b""]
+
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            body: Iterable[bytes] = self._metrics(environ, start_response)
-            return body
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [self.metrics_text()]
+        if self.accept_pushes and path.startswith("/metrics/job/"):
+            return self._push(environ, start_response, path)
         if path in ("/healthz", "/readyz"):
             ok, payload = self.liveness() if path == "/healthz" else self.readiness()
             status = "200 OK" if ok else "503 Service Unavailable"

@@ -2,7 +2,8 @@
 
 The core starts them by module name and never imports `flink_jobs`. Each runs on a local MiniCluster inside its
 own process (or submits to SC_FLINK__JOBMANAGER) and restores from its latest checkpoint on every start, so
-`down` + `up` continues where it stopped. Healthy once the job was submitted: the driver logs a marker line.
+`down` + `up` continues where it stopped. Healthy once the job was submitted (the driver logs a marker line);
+the job process serves /healthz, /readyz and /metrics (Flink's metrics included) on its health port.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from speech_coach.stack.isolated import settings_env
 
 
 class FlinkJobPart(ManagedPart):
-    def __init__(self, settings: Settings, name: str, module: str, ready_marker: str) -> None:
+    def __init__(
+        self, settings: Settings, name: str, module: str, ready_marker: str, health_port: int, port_setting: str
+    ) -> None:
         super().__init__(settings)
         self.name = name
         self.module = module
         self.ready_marker = ready_marker
+        self.health_port = health_port
+        self.port_setting = port_setting
 
     @property
     def external(self) -> bool:
@@ -28,12 +33,16 @@ class FlinkJobPart(ManagedPart):
 
     @property
     def address(self) -> str:
+        health = f"metrics http://{self.settings.telemetry.bind_host}:{self.health_port}/metrics"
         if self.settings.flink.jobmanager:
-            return f"submitted to Flink at {self.settings.flink.jobmanager}"
-        return "local Flink MiniCluster"
+            return f"submitted to Flink at {self.settings.flink.jobmanager}, {health}"
+        return f"local Flink MiniCluster, {health}"
 
     def ports(self) -> list[int]:
-        return []
+        return [self.health_port]
+
+    def port_setting_hint(self) -> str:
+        return self.port_setting
 
     def cwd(self) -> Path:
         # Where `make run` runs: the job reads the same `.env` and relative paths as the CLI did.
@@ -56,8 +65,14 @@ class FlinkJobPart(ManagedPart):
 
 
 def answer_job_part(settings: Settings) -> FlinkJobPart:
-    return FlinkJobPart(settings, "answer-job", "flink_jobs.answers", "answer job submitted")
+    return FlinkJobPart(
+        settings, "answer-job", "flink_jobs.answers", "answer job submitted",
+        settings.answers.health_port, "SC_ANSWERS__HEALTH_PORT",
+    )  # fmt: skip
 
 
 def metrics_job_part(settings: Settings) -> FlinkJobPart:
-    return FlinkJobPart(settings, "metrics-job", "flink_jobs.metrics", "metrics_job.starting")
+    return FlinkJobPart(
+        settings, "metrics-job", "flink_jobs.metrics", "metrics_job.starting",
+        settings.metrics.health_port, "SC_METRICS__HEALTH_PORT",
+    )  # fmt: skip

@@ -10,15 +10,17 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from speech_coach.settings import (
+    AnswersSettings,
     ClickHouseSettings,
     KafkaSettings,
+    MetricsSettings,
     PostgresSettings,
     S3Settings,
     Settings,
     StackSettings,
 )
 
-PORTS_NEEDED = 13  # postgres, kafka, clickhouse x2, s3 + 7 SeaweedFS-internal, 1 spare
+PORTS_NEEDED = 15  # postgres, kafka, clickhouse x2, s3 + 7 SeaweedFS-internal, 1 spare, 2 job health servers
 
 
 def free_port_block(size: int, host: str = "127.0.0.1") -> int:
@@ -54,6 +56,8 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
         "kafka": KafkaSettings(port=base + 1),
         "clickhouse": ClickHouseSettings(tcp_port=base + 2, http_port=base + 3),
         "s3": S3Settings(port=base + 4, internal_port_base=base + 5),
+        "answers": AnswersSettings(health_port=base + 13),
+        "metrics": MetricsSettings(health_port=base + 14),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
