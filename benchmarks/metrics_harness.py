@@ -68,13 +68,14 @@ class Job:
         self.settings, self.log = settings, log
         ensure_topics(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS, *OUTPUTS])
         self.started = time.monotonic()
+        # A health port picked now, not when the stack's settings were made: a port free minutes ago may meanwhile
+        # be some client connection's ephemeral port.
+        self.health_port = free_port_block(1)
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flink_jobs.metrics"],
                 cwd=ROOT,
-                # A health port picked now, not when the stack's settings were made: a port free minutes ago
-                # may meanwhile be some client connection's ephemeral port.
-                env=job_env(settings) | {"SC_METRICS__HEALTH_PORT": str(free_port_block(1))},
+                env=job_env(settings) | {"SC_METRICS__HEALTH_PORT": str(self.health_port)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

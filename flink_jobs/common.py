@@ -306,3 +306,31 @@ def kafka_sink(settings: Settings) -> KafkaSink:
 def output(settings: Settings, event: Event) -> Row:
     """An event as an OUTPUT_TYPE row for its own topic."""
     return Row(topic_name(settings, event.TOPIC), event.key(), encode(event))
+
+
+class MetricsScope:
+    """Lets a keyed function's timer callbacks update its metrics.
+
+    PyFlink counts metric updates only inside an element's processing scope; `on_timer` runs outside it, so
+    counter increments there were silently lost. The scope seen in the latest `process_element` is re-entered
+    around timer callbacks (what Beam's `MetricsEnvironment.current_container` reads). A timer firing before any
+    element reached this worker still counts nothing.
+    """
+
+    def __init__(self) -> None:
+        self._state: Any = None
+
+    def capture(self) -> None:
+        from apache_beam.runners.worker import statesampler
+
+        tracker = statesampler.get_current_tracker()
+        self._state = tracker.current_state() if tracker is not None else None
+
+    def __enter__(self) -> MetricsScope:
+        if self._state is not None:
+            self._state.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._state is not None:
+            self._state.__exit__(None, None, None)

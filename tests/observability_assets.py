@@ -1,13 +1,17 @@
-"""The Grafana dashboards and Prometheus alert rules in the chart, and the metric names the code defines."""
+"""The Grafana dashboards and Prometheus alert rules in the chart, the metric names the code defines, and scraping
+a service's /metrics."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import promql_parser
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 CHART = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "speech-coach"
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
@@ -74,3 +78,22 @@ def defined() -> set[str]:
     ingestion.register(ingest.LAG)
     names = _registry_names(Metrics().registry) | _registry_names(ingestion) | _registry_names(driver_metrics()[0])
     return names | answer_job_names() | metrics_job_names() | FLINK_BUILTIN
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A service's /metrics, samples summed over their labels (Flink reports one series per subtask and operator)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310 - loopback
+        body = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code

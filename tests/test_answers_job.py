@@ -14,14 +14,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from speech_coach.contracts import ResultStatus
 from speech_coach.s3 import s3_client
@@ -42,7 +39,7 @@ from tests.answers_support import (
     upload,
 )
 from tests.bot_harness import TOKEN, bot_settings
-from tests.observability_assets import referenced
+from tests.observability_assets import http_status, referenced, scrape
 from tests.otlp_collector import OtlpCollector
 from tests.telegram_stand_in import TelegramStandIn, User
 
@@ -204,25 +201,6 @@ def test_each_answer_gets_exactly_one_result(harness: Harness) -> None:
     assert counts and set(counts.values()) == {1}, counts
 
 
-def _scrape(url: str) -> dict[str, float]:
-    """Samples summed over their labels (Flink reports one series per subtask and operator)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310 - loopback
-        body = response.read().decode()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 FLINK = "flink_taskmanager_job_task_operator_speech_coach_answers_"
 
 
@@ -233,7 +211,7 @@ def test_the_job_process_serves_health_and_flink_metrics(harness: Harness) -> No
         answered = len(harness.collector.data.feedback)
     deadline = time.monotonic() + 30
     while True:  # the MiniCluster's reporter pushes every 5 s
-        metrics = _scrape(url)
+        metrics = scrape(url)
         if metrics.get(f"{FLINK}ok", 0) + metrics.get(f"{FLINK}rejected", 0) >= answered:
             break
         assert time.monotonic() < deadline, {k: v for k, v in metrics.items() if k.startswith(FLINK)}
@@ -254,7 +232,7 @@ def test_the_job_process_serves_health_and_flink_metrics(harness: Harness) -> No
     # Every Flink metric of this job that the dashboards and alert rules use is really exported.
     used = {n for n in referenced() if n.startswith("flink_") and "speech_coach_metrics" not in n}
     assert used and not used - set(metrics), sorted(used - set(metrics))
-    assert _status(f"{url}/healthz") == 200 and _status(f"{url}/readyz") == 200
+    assert http_status(f"{url}/healthz") == 200 and http_status(f"{url}/readyz") == 200
 
 
 def test_one_trace_follows_an_answer_from_the_bot_through_the_job_to_delivery(
@@ -310,7 +288,7 @@ def test_one_trace_follows_an_answer_from_the_bot_through_the_job_to_delivery(
         assert spans["bot.deliver_feedback"].parent_span_id == spans["answer.publish"].span_id
         answer_id = spans["answer.process"].attributes["speech_coach.answer_id"]
 
-        metrics = _scrape(health)
+        metrics = scrape(health)
         assert metrics["bot_answers_total"] == 1 and metrics["bot_publish_attempts_total"] >= 1
         assert metrics["bot_feedback_latency_seconds_count"] == 1
         assert metrics["bot_last_feedback_delivered_timestamp_seconds"] > 0
@@ -332,7 +310,7 @@ def test_one_trace_follows_an_answer_from_the_bot_through_the_job_to_delivery(
 
 def _status_or_none(url: str) -> int | None:
     try:
-        return _status(url)
+        return http_status(url)
     except OSError:
         return None
 

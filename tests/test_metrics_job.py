@@ -24,6 +24,7 @@ from speech_coach.contracts.topics import Topic
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
 from speech_coach.windows import Results, answer_from, comparable, recompute, to_ms
+from tests.observability_assets import http_status, scrape
 
 pytestmark = pytest.mark.stack
 
@@ -117,9 +118,25 @@ def test_windows_equal_batch_recomputation_and_late_answers_are_kept(
         }
         reader.poll(2.0)
         assert_equal_to_batch(reader, expected)
+        assert_metrics_moved(job, answers=len(data.metrics), late=len(late))
         ingest_and_check(settings, ch_database, reader, expected)
     finally:
         reader.close()
+
+
+def assert_metrics_moved(job: Job, answers: int, late: int) -> None:
+    """The job process's /metrics (Flink's reporter) counted the answers windowed and the late records."""
+    url = f"http://127.0.0.1:{job.health_port}"
+    flink = "flink_taskmanager_job_task_operator_speech_coach_metrics_"
+    deadline = time.monotonic() + 30
+    while True:  # the MiniCluster's reporter pushes every 5 s
+        metrics = scrape(url)
+        if metrics.get(f"{flink}answers", 0) >= answers and metrics.get(f"{flink}late", 0) >= late:
+            break
+        assert time.monotonic() < deadline, {k: v for k, v in metrics.items() if k.startswith(flink)}
+        time.sleep(1)
+    assert metrics["flink_taskmanager_job_task_operator_numRecordsIn"] > 0
+    assert http_status(f"{url}/healthz") == 200 and http_status(f"{url}/readyz") == 200
 
 
 def ingest_and_check(settings: Settings, database: str, reader: Reader, expected: Results) -> None:

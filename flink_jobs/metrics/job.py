@@ -22,7 +22,7 @@ from pyflink.datastream.data_stream import DataStream, KeyedStream
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.java_gateway import get_gateway
 
-from flink_jobs.common import OUTPUT_TYPE, environment, kafka_sink, kafka_source
+from flink_jobs.common import OUTPUT_TYPE, MetricsScope, environment, kafka_sink, kafka_source
 from flink_jobs.metrics.functions import (
     Answer,
     LearnerState,
@@ -233,6 +233,7 @@ class Windows(KeyedProcessFunction):  # type: ignore[misc]
         group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.logic.on_count = {name: group.counter(f"{name}") for name in self.logic.COUNTED}
         self.state = FlinkLearnerState(runtime_context, self.cache_learners)
+        self.metrics_scope = MetricsScope()
 
     def _out(self, items: Iterator[tuple[str, Out]]) -> Iterator[Any]:
         for tag, out in items:
@@ -241,6 +242,7 @@ class Windows(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         register: list[int] = []
         timers = ctx.timer_service()
+        self.metrics_scope.capture()
         self.state.bind(value[0])
         yield from self._out(self.logic.on_part(self.state, value, timers.current_watermark(), register))
         for ts in register:
@@ -253,7 +255,9 @@ class Windows(KeyedProcessFunction):  # type: ignore[misc]
         now = max(timestamp, timers.current_watermark())
         learner = ctx.get_current_key()
         self.state.bind(learner)
-        yield from self._out(self.logic.on_time(self.state, learner, now, register))
+        with self.metrics_scope:  # the answers, unmatched and rejected counts happen here
+            out = list(self._out(self.logic.on_time(self.state, learner, now, register)))
+        yield from out
         for ts in register:
             timers.register_event_time_timer(ts)
 
