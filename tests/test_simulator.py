@@ -43,8 +43,8 @@ def test_simulated_learners_flow_through_the_whole_platform(
         s3=S3Settings(endpoint_url=s.s3_endpoint, exports_bucket=f"exports-{uuid.uuid4().hex[:8]}"),
         warehouse=WarehouseSettings(ingest_health_port=free_port_block(1), ingest_batch_timeout_s=0.5),
         dagster=DagsterSettings(enabled=False),  # the simulator materializes in-process; the UI is not needed
-        answers=AnswersSettings(enabled=True),
-        metrics=MetricsSettings(enabled=True, allowed_lateness_s=5, idle_timeout_s=5),
+        answers=AnswersSettings(enabled=True, health_port=free_port_block(1)),
+        metrics=MetricsSettings(enabled=True, allowed_lateness_s=5, idle_timeout_s=5, health_port=free_port_block(1)),
     )
     platform = Stack(settings, platform=True)
     started = platform.up()
