@@ -124,8 +124,10 @@ def _describe(p: Pipeline) -> str:
 
 def check_invariants(p: Pipeline) -> dict[str, int]:
     settle(p)
-    # Exactly one outcome message per accepted answer, counted per learner.
+    # Every acknowledged answer is one answer row, and ends in exactly one outcome message, counted per learner.
     for user in p.learners:
+        acknowledged = sum(is_ack(c) for c in user.sent())
+        assert p.rows("SELECT count(*) FROM answers WHERE chat_id = %s", user.id) == [(acknowledged,)]
         assert outcome_messages(user) == _expected_outcomes(p, user), _describe(p)
     # The ledger: one charge per answer; one refund per rejected or failed answer, none for a delivered one.
     answers = p.rows(
