@@ -9,7 +9,8 @@ the ClickHouse Kafka engine instead (docs/warehouse.md). Either way the guarante
    tables collapse any re-inserted event by its natural key, so FINAL reads see each event once.
 3. Records that fail their contract become raw_dead_letters rows with the reason; they are never dropped.
    While ClickHouse cannot be reached, the batch waits in memory, uncommitted, and is retried with backoff
-   (the same dedup tokens, so a batch that reached the server before the connection broke is not doubled).
+   (the same dedup tokens, so a batch that reached the server before the connection broke is not doubled);
+   a bounded run (`max_seconds`: a Dagster materialization) raises once its time is up.
    An outage longer than the consumer's max.poll.interval.ms (5 min) costs the group membership: the commit
    then fails, the service exits and its restart reads the batch again from the committed offsets.
 4. A deletion request erases the learner's rows in every learner table, and rows that arrive later for a
@@ -144,7 +145,8 @@ class Ingestor:
             if on_poll is not None:
                 on_poll()
             if messages:
-                stats = self._process_until_stored(messages, stop, on_poll)
+                deadline = None if max_seconds is None else started + max_seconds
+                stats = self._process_until_stored(messages, stop, on_poll, deadline)
                 if stats is None:  # stopped while ClickHouse was away: uncommitted, so the batch is read again
                     return total
                 total.merge(stats)
@@ -159,14 +161,21 @@ class Ingestor:
         return total
 
     def _process_until_stored(
-        self, messages: Sequence[Message], stop: threading.Event | None, on_poll: Callable[[], None] | None
+        self,
+        messages: Sequence[Message],
+        stop: threading.Event | None,
+        on_poll: Callable[[], None] | None,
+        deadline: float | None,
     ) -> IngestStats | None:
-        """Process the batch, retrying while ClickHouse is unreachable; None if `stop` was set meanwhile."""
+        """Process the batch, retrying while ClickHouse is unreachable; None if `stop` was set meanwhile. Past
+        `deadline` (a bounded run, such as a Dagster materialization) the error is raised: the run fails visibly."""
         delay = 0.5
         while True:
             try:
                 return self.process(messages)
             except UNREACHABLE as exc:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise
                 RETRIES.inc()
                 log.warning("warehouse.clickhouse_unreachable", error=str(exc)[:200], retry_in_s=delay)
                 self.client.disconnect()  # the next attempt opens a fresh connection
