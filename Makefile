@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install lock run down status test lint format bench clean
+.PHONY: help install lock run down status test lint format bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,6 +53,11 @@ format: install ## apply ruff's formatting and safe fixes
 
 bench: install ## run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks
+
+STEPS ?= 2,4,8
+DURATION ?= 60
+soak: install ## load test: simulated learners in STEPS (learners per step), DURATION s each, through the whole pipeline (docs/benchmarks.md)
+	SC_LOAD_STEPS=$(STEPS) SC_LOAD_SECONDS=$(DURATION) $(BIN)/python -m benchmarks load
 
 clean: ## remove the virtualenv and caches (keeps .local data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,9 @@
 """The bot process: Telegram updates (long polling, or a webhook when configured), the feedback consumer,
 daily reminders and the health server, with a graceful shutdown that loses no answer.
 
+Answers a killed bot process left half-published are taken over by a background loop in every bot process
+(`recover_stranded`).
+
 Shutdown order: stop taking updates; wait for answers being stored and published; stop the feedback consumer
 after its current event; flush the Kafka producer and check its delivery reports; close the sessions.
 """
@@ -8,6 +11,7 @@ after its current event; flush the Kafka producer and check its delivery reports
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from datetime import datetime
 
@@ -32,6 +36,7 @@ from bot.metrics import Metrics
 from bot.middlewares import LearnerMiddleware, UpdateOnceMiddleware
 from bot.publisher import Publisher
 from bot.routers import all_routers
+from bot.routers.answers import recover_stranded
 from bot.services import Services
 from bot.storage import AudioStore
 from speech_coach.contracts.topics import Topic
@@ -123,6 +128,7 @@ class BotApp:
         self.consumer = FeedbackConsumer(services, self.bot, self.i18n)
         self._tasks.append(asyncio.create_task(self.consumer.run(), name="feedback-consumer"))
         self._tasks.append(asyncio.create_task(self._reminder_loop(), name="reminders"))
+        self._tasks.append(asyncio.create_task(self._takeover_loop(), name="answer-takeover"))
         await self._set_commands()
 
     async def _set_commands(self) -> None:
@@ -220,6 +226,21 @@ class BotApp:
         for router in self._routers:
             router._parent_router = None
         log.info("bot stopped")
+
+    # --- answers whose publisher died ----------------------------------------------------------------------
+
+    async def _takeover_loop(self) -> None:
+        assert self.services is not None
+        while not self._stop.is_set():
+            try:
+                with self.i18n.context():
+                    if taken := await recover_stranded(self.services, self.bot, self.i18n):
+                        log.info("stranded answers taken over", answers=taken)
+            except Exception:
+                log.exception("taking over stranded answers failed")
+            # Ends with the bot: shutdown waits for a takeover in progress through wait_idle.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.bot.recovery_interval_s)
 
     # --- reminders -------------------------------------------------------------------------------------------
 

@@ -276,6 +276,7 @@ class NewAnswer:
     duration_s: float
     mime_type: str
     size_bytes: int
+    file_id: str = ""  # Telegram's, to download the recording again when another process takes the answer over
 
 
 def answer_id_for(chat_id: int, message_id: int) -> uuid.UUID:
@@ -283,16 +284,18 @@ def answer_id_for(chat_id: int, message_id: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"telegram:{chat_id}:{message_id}")
 
 
-async def reserve_answer(cur: Cursor, answer: NewAnswer) -> bool:
+async def reserve_answer(cur: Cursor, answer: NewAnswer, lease_s: float) -> bool:
     """Record the answer and take its credit, together. False if this message was already taken;
-    InsufficientCredits if the learner has none (then nothing is written)."""
+    InsufficientCredits if the learner has none (then nothing is written). Publishing it belongs to this process
+    for `lease_s` seconds; after that, another process may take it over (`claim_stranded`)."""
     await cur.execute(
         "INSERT INTO answers (id, learner_id, question_id, chat_id, message_id, update_id, file_unique_id, "
-        "question_sent_at, received_at, duration_s, mime_type, size_bytes) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+        "question_sent_at, received_at, duration_s, mime_type, size_bytes, file_id, publish_lease_until) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
+        "ON CONFLICT DO NOTHING RETURNING id",
         (answer.id, answer.learner_id, answer.question_id, answer.chat_id, answer.message_id, answer.update_id,
          answer.file_unique_id, answer.question_sent_at, answer.received_at, answer.duration_s, answer.mime_type,
-         answer.size_bytes),
+         answer.size_bytes, answer.file_id or None, lease_s),
     )  # fmt: skip
     if await cur.fetchone() is None:
         return False
@@ -301,21 +304,49 @@ async def reserve_answer(cur: Cursor, answer: NewAnswer) -> bool:
 
 
 async def answer_published(cur: Cursor, answer_id: uuid.UUID, bucket: str, key: str, learner: Learner) -> None:
+    """Book the publication once. Its feedback may already have been delivered (the job is fast), and a process
+    that took a stranded answer over may publish it a second time: neither changes a later status or counts the
+    answer twice."""
     await cur.execute(
-        "UPDATE answers SET status = 'published', published_at = now(), bucket = %s, object_key = %s WHERE id = %s",
+        "UPDATE answers SET status = CASE WHEN status = 'accepted' THEN 'published' ELSE status END, "
+        "published_at = now(), bucket = %s, object_key = %s WHERE id = %s AND published_at IS NULL "
+        "RETURNING question_id, received_at",
         (bucket, key, answer_id),
     )
-    await cur.execute("SELECT question_id, received_at FROM answers WHERE id = %s", (answer_id,))
     row = await cur.fetchone()
-    assert row is not None
+    if row is None:
+        return
     await mark_answered(cur, learner.id, row["question_id"], row["received_at"])
-    # The question is done; Retry or Next sends the next one.
-    await update_learner(cur, learner.id, current_question_id=None, current_question_sent_at=None)
+    # The question is done; Retry or Next sends the next one (unless the learner already moved on to another).
+    await cur.execute(
+        "UPDATE learners SET current_question_id = NULL, current_question_sent_at = NULL "
+        "WHERE id = %s AND current_question_id = %s",
+        (learner.id, row["question_id"]),
+    )
 
 
-async def answer_failed(cur: Cursor, answer_id: uuid.UUID, learner_id: uuid.UUID) -> None:
-    await cur.execute("UPDATE answers SET status = 'failed' WHERE id = %s", (answer_id,))
+async def answer_failed(cur: Cursor, answer_id: uuid.UUID, learner_id: uuid.UUID) -> bool:
+    """Give up on an accepted answer and refund it; False (nothing changed) when it was published meanwhile."""
+    await cur.execute(
+        "UPDATE answers SET status = 'failed' WHERE id = %s AND status = 'accepted' RETURNING id", (answer_id,)
+    )
+    if await cur.fetchone() is None:
+        return False
     await add_credits(cur, learner_id, 1, "refund", str(answer_id))
+    return True
+
+
+async def claim_stranded(cur: Cursor, lease_s: float, skip: list[uuid.UUID], limit: int = 20) -> list[dict[str, Any]]:
+    """Accepted answers whose publishing process died (lease run out): renew the lease for this process and
+    return them. SKIP LOCKED: two bot processes scanning at once never take the same answer."""
+    await cur.execute(
+        "UPDATE answers SET publish_lease_until = now() + make_interval(secs => %s) WHERE id IN ("
+        "  SELECT id FROM answers WHERE status = 'accepted' AND publish_lease_until < now() AND NOT (id = ANY(%s))"
+        "  ORDER BY publish_lease_until LIMIT %s FOR UPDATE SKIP LOCKED"
+        ") RETURNING *",
+        (lease_s, skip, limit),
+    )
+    return await cur.fetchall()
 
 
 async def answer_row(cur: Cursor, answer_id: uuid.UUID) -> dict[str, Any] | None:

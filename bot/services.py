@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ class Services:
     metrics: Metrics
     _in_flight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # Answers this process is storing and publishing: a takeover scan must not take its own live work.
+    publishing: set[uuid.UUID] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._idle.set()
@@ -35,14 +38,16 @@ class Services:
         return telegram_user_id in self.settings.bot.admin_ids
 
     @asynccontextmanager
-    async def answer_in_flight(self) -> AsyncIterator[None]:
+    async def answer_in_flight(self, answer_id: uuid.UUID) -> AsyncIterator[None]:
         """Shutdown waits for answers being stored and published, so none is lost half-way."""
+        self.publishing.add(answer_id)
         self._in_flight += 1
         self.metrics.in_flight.inc()
         self._idle.clear()
         try:
             yield
         finally:
+            self.publishing.discard(answer_id)
             self._in_flight -= 1
             self.metrics.in_flight.dec()
             if self._in_flight == 0:

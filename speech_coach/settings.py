@@ -214,6 +214,15 @@ class BotSettings(BaseModel):
     duration_grace_s: int = Field(5, ge=0, description="Seconds an answer may run over the task's speaking time.")
     feedback_group_id: str = Field("speech-coach-bot", description="Kafka consumer group reading feedback.")
     publish_attempts: int = Field(3, ge=1, description="Tries to publish a raw answer before telling the learner.")
+    publish_lease_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long an accepted answer's publication belongs to the bot process that took it; after "
+        "that (the process died mid-publish) any bot process takes it over. Longer than a publish can take.",
+    )
+    recovery_interval_s: float = Field(
+        30.0, gt=0, description="How often the bot looks for accepted answers whose publisher died."
+    )
     retention_days: int = Field(365, ge=1, description="Days recordings are kept; shown in the consent notice.")
     reminder_hour_utc: int = Field(17, ge=0, le=23, description="Hour (UTC) daily practice reminders go out.")
     seed_questions: bool = Field(

@@ -86,6 +86,7 @@ class TelegramStandIn:
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._failures: dict[str, int] = {}  # method -> how many of its next calls get a 500
+        self.file_delay_s = 0.0  # how long a file download takes: holds the bot mid-answer for fault tests
         self._message_ids = itertools.count(5000)
         self._lock = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -170,6 +171,8 @@ class TelegramStandIn:
     async def _file(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
+        if self.file_delay_s:
+            await asyncio.sleep(self.file_delay_s)
         for path, content in self.files.values():
             if path == request.match_info["path"]:
                 return web.Response(body=content)

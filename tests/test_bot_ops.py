@@ -113,6 +113,59 @@ def test_failed_publish_tells_the_learner_and_costs_nothing(
         bot.stop()
 
 
+def test_answers_whose_publisher_died_are_taken_over_or_refunded(
+    stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn
+) -> None:
+    # Another bot process accepted two answers (credit taken) and died before publishing them; Telegram will not
+    # send those updates again. Once their lease runs out, this bot publishes the one whose file Telegram still
+    # has, and refunds the other and tells the learner. (tests/test_faults.py kills a real bot process.)
+    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, publish_lease_s=1, recovery_interval_s=0.5)
+    bot = RunningBot(settings).start()
+    try:
+        user = User(tg)
+        user.text("/start")
+        user.wait_sent(1)
+        user.press("English")
+        user.wait_sent(2)
+        user.press("I agree")
+        user.wait_sent(3)
+        user.press("Job interview")
+        user.wait_sent(4)
+        ((learner_id, question_id, sent_at),) = rows(
+            settings, "SELECT id, current_question_id, current_question_sent_at FROM learners"
+        )
+        file_id, unique = tg.add_file(to_ogg_opus(tone(3.0), find_ffmpeg(settings).executable))
+
+        async def strand() -> list[uuid.UUID]:
+            ids = []
+            async with Database(settings).tx() as cur:
+                for message_id, file in ((901, file_id), (902, "a-file-telegram-no-longer-has")):
+                    answer = repo.NewAnswer(
+                        id=repo.answer_id_for(user.id, message_id), learner_id=learner_id, question_id=question_id,
+                        chat_id=user.id, message_id=message_id, update_id=message_id, file_unique_id=unique,
+                        question_sent_at=sent_at, received_at=repo.now(), duration_s=3.0, mime_type="audio/ogg",
+                        size_bytes=100, file_id=file,
+                    )  # fmt: skip
+                    assert await repo.reserve_answer(cur, answer, lease_s=1)
+                    ids.append(answer.id)
+            return ids
+
+        published, lost = asyncio.run(strand())
+        reply = user.wait_sent(5, timeout=30)[-1].params
+        assert "could not be sent for analysis" in reply["text"] and reply["reply_parameters"]["message_id"] == 902
+        (raw,) = read_topic(settings, Topic.RAW_ANSWERS, 1, settle=2)
+        assert str(published) in raw.decode()
+        statuses = dict(rows(settings, "SELECT id, status FROM answers"))
+        assert statuses == {published: "published", lost: "failed"}
+        ledger = rows(settings, "SELECT reason, ref FROM credit_ledger WHERE reason <> 'starter' ORDER BY id")
+        assert ledger == [("answer", str(published)), ("answer", str(lost)), ("refund", str(lost))]
+        # The question is answered: the learner's next press gets a new one.
+        assert rows(settings, "SELECT current_question_id FROM learners") == [(None,)]
+        assert bot.app is not None and bot.app.metrics.answers.labels("taken_over")._value.get() == 2
+    finally:
+        bot.stop()
+
+
 def post(url: str, body: dict[str, object], secret: str | None) -> int:
     headers = {"Content-Type": "application/json"} | ({"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {})
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)  # noqa: S310

@@ -113,6 +113,28 @@ def test_a_crash_between_insert_and_commit_does_not_duplicate(wh_settings: Setti
     assert counts(client)["raw_feedback"] == 1
 
 
+def test_a_bounded_run_fails_visibly_while_clickhouse_is_down_and_loses_nothing(wh_settings: Settings) -> None:
+    # The service waits for ClickHouse (tests/test_faults.py stops the real server); a bounded run, such as the
+    # Dagster asset's, retries until its time is up, then fails; nothing was committed, so the next run has all.
+    from clickhouse_driver.errors import NetworkError
+
+    from speech_coach.stack.clickhouse import clickhouse_client
+    from speech_coach.stack.isolated import free_port_block
+    from warehouse.ingest import RETRIES
+
+    client = connect(wh_settings)
+    migrate(client)
+    produce(wh_settings, samples()[:3])
+    down = clickhouse_client(f"clickhouse://127.0.0.1:{free_port_block(1)}/default", connect_timeout=1)
+    retries = RETRIES._value.get()
+    with Ingestor(wh_settings, down) as ingestor, pytest.raises(NetworkError):
+        ingestor.run(until_idle_s=30, max_seconds=10)
+    assert RETRIES._value.get() > retries
+    with Ingestor(wh_settings, client) as ingestor:
+        assert ingestor.run(until_idle_s=3).messages == 3
+    assert counts(client)["raw_answers"] == 1
+
+
 class CrashingIngestor(Ingestor):
     def commit(self) -> None:
         raise RuntimeError("crashed before the commit")

@@ -8,6 +8,11 @@ the ClickHouse Kafka engine instead (docs/warehouse.md). Either way the guarante
    partition and offset range, so ClickHouse drops an identical re-sent batch; and the ReplacingMergeTree
    tables collapse any re-inserted event by its natural key, so FINAL reads see each event once.
 3. Records that fail their contract become raw_dead_letters rows with the reason; they are never dropped.
+   While ClickHouse cannot be reached, the batch waits in memory, uncommitted, and is retried with backoff
+   (the same dedup tokens, so a batch that reached the server before the connection broke is not doubled);
+   a bounded run (`max_seconds`: a Dagster materialization) raises once its time is up.
+   An outage longer than the consumer's max.poll.interval.ms (5 min) costs the group membership: the commit
+   then fails, the service exits and its restart reads the batch again from the committed offsets.
 4. A deletion request erases the learner's rows in every learner table, and rows that arrive later for a
    learner who asked for deletion are not inserted.
 """
@@ -25,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -48,6 +54,11 @@ BATCH_SECONDS = Histogram(
 )
 LAST_BATCH = Gauge("speech_coach_ingest_last_batch_timestamp_seconds", "When the last batch was committed")
 LAG = Gauge("speech_coach_ingest_lag_records", "Records not yet ingested", ["topic", "partition"])
+RETRIES = Counter("speech_coach_ingest_batch_retries_total", "Batches retried because ClickHouse was unreachable")
+
+# ClickHouse down, restarting or unreachable: worth waiting for. Anything else (a bad query) is a bug and raises.
+UNREACHABLE = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, ConnectionError, OSError)
+RETRY_MAX_S = 10.0
 
 
 @dataclass
@@ -134,8 +145,12 @@ class Ingestor:
             if on_poll is not None:
                 on_poll()
             if messages:
-                total.merge(self.process(messages))
-                last_data = now
+                deadline = None if max_seconds is None else started + max_seconds
+                stats = self._process_until_stored(messages, stop, on_poll, deadline)
+                if stats is None:  # stopped while ClickHouse was away: uncommitted, so the batch is read again
+                    return total
+                total.merge(stats)
+                last_data = now = time.monotonic()
             elif self.assigned_at is None or self.assigned_at > last_data:
                 # Idle time counts only once the group has handed us partitions.
                 last_data = self.assigned_at or now
@@ -144,6 +159,34 @@ class Ingestor:
             if max_seconds is not None and now - started >= max_seconds:
                 return total
         return total
+
+    def _process_until_stored(
+        self,
+        messages: Sequence[Message],
+        stop: threading.Event | None,
+        on_poll: Callable[[], None] | None,
+        deadline: float | None,
+    ) -> IngestStats | None:
+        """Process the batch, retrying while ClickHouse is unreachable; None if `stop` was set meanwhile. Past
+        `deadline` (a bounded run, such as a Dagster materialization) the error is raised: the run fails visibly."""
+        delay = 0.5
+        while True:
+            try:
+                return self.process(messages)
+            except UNREACHABLE as exc:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise
+                RETRIES.inc()
+                log.warning("warehouse.clickhouse_unreachable", error=str(exc)[:200], retry_in_s=delay)
+                self.client.disconnect()  # the next attempt opens a fresh connection
+            if on_poll is not None:
+                on_poll()  # waiting for ClickHouse is not a stuck loop; /readyz reports ClickHouse down
+            if stop is not None:
+                if stop.wait(delay):
+                    return None
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     def process(self, messages: Sequence[Message]) -> IngestStats:
         with BATCH_SECONDS.time():

@@ -2,8 +2,11 @@
 
 An accepted answer is recorded and its credit taken in one transaction, then the original is stored in S3
 under its content-addressed key and a RawVoiceAnswer goes to Kafka. If storing or publishing finally fails,
-the learner is told and the credit comes back. The bot never decodes or analyses the audio: the duration is
-the one Telegram reports.
+the learner is told and the credit comes back. A bot process that dies in between (killed, OOM, a node lost)
+leaves the answer `accepted` with its credit taken and Telegram will not send the update again: once the
+answer's publish lease has run out, any bot process takes it over (`recover_stranded`), downloads the recording
+again by its file id and publishes it, or refunds it. The bot never decodes or analyses the audio: the duration
+is the one Telegram reports.
 
 Each accepted answer starts a trace (`bot.receive_answer`); its context goes to Kafka in the message headers and
 in the event's `traceparent`, so the answer job's stages and the delivery of the feedback join the same trace.
@@ -12,10 +15,14 @@ in the event's `traceparent`, so the answer job's stages and the delivery of the
 from __future__ import annotations
 
 import time
+import uuid
+from typing import Any
 
 import structlog
 from aiogram import Bot, F, Router
-from aiogram.types import Message
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Message, ReplyParameters
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from opentelemetry.trace import SpanKind
 
@@ -126,7 +133,7 @@ async def accept(
         id=repo.answer_id_for(message.chat.id, message.message_id), learner_id=learner.id, question_id=q.id,
         chat_id=message.chat.id, message_id=message.message_id, update_id=update_id, file_unique_id=file_unique_id,
         question_sent_at=learner.current_question_sent_at, received_at=received_at, duration_s=float(duration),
-        mime_type=mime_type, size_bytes=file_size or 0,
+        mime_type=mime_type, size_bytes=file_size or 0, file_id=file_id,
     )  # fmt: skip
     with structlog.contextvars.bound_contextvars(answer_id=str(answer.id), learner_id=str(learner.id)):
         await _take(message, learner, q, answer, services, bot, file_id)
@@ -137,10 +144,10 @@ async def _take(
     file_id: str,
 ) -> None:  # fmt: skip
     cfg = services.settings.bot
-    async with services.answer_in_flight():
+    async with services.answer_in_flight(answer.id):
         try:
             async with services.db.tx() as cur:
-                fresh = await repo.reserve_answer(cur, answer)
+                fresh = await repo.reserve_answer(cur, answer, cfg.publish_lease_s)
         except repo.InsufficientCredits:
             text = _("You have no credits left. Top up to get feedback on this answer, then send it again.")
             await refuse(message, services, "no_credits", text)
@@ -151,13 +158,12 @@ async def _take(
             return
         await message.reply(_("✅ Answer received ({duration} s). Analysing it now — feedback follows shortly.")
                             .format(duration=int(answer.duration_s)))  # fmt: skip
-        await store_and_publish(message, learner, q, answer, services, bot, file_id)
+        await store_and_publish(learner, q, answer, services, bot, file_id)
 
 
 async def store_and_publish(
-    message: Message, learner: repo.Learner, q: repo.Question, answer: repo.NewAnswer, services: Services, bot: Bot,
-    file_id: str,
-) -> None:  # fmt: skip
+    learner: repo.Learner, q: repo.Question, answer: repo.NewAnswer, services: Services, bot: Bot, file_id: str
+) -> None:
     cfg = services.settings.bot
     started = time.monotonic()
     key: str | None = None
@@ -175,16 +181,22 @@ async def store_and_publish(
         services.metrics.answers.labels("failed").inc()
         log.error("answer not published", answer_id=str(answer.id), error=repr(exc))
         async with services.db.tx() as cur:
-            await repo.answer_failed(cur, answer.id, learner.id)
+            refunded = await repo.answer_failed(cur, answer.id, learner.id)
             orphan = key is not None and not await repo.object_still_used(cur, key)
         if orphan and key is not None:
             await services.store.delete(services.store.bucket, key)
+        if not refunded:  # another process published it meanwhile: its feedback is on the way
+            return
         if isinstance(exc, _TooBig):
             text = _("This file is too large. The limit is {limit:.0f} MB.").format(limit=cfg.max_file_bytes / 2**20)
         else:
             text = _("Sorry, your answer could not be sent for analysis. Your credit was not spent; please send "
                      "it again.")  # fmt: skip
-        await message.reply(text)
+        # A reply to the voice message, also when a takeover runs long after the update was handled.
+        await bot.send_message(
+            answer.chat_id, text, reply_parameters=ReplyParameters(message_id=answer.message_id,
+                                                                   allow_sending_without_reply=True),
+        )  # fmt: skip
         return
     async with services.db.tx() as cur:
         await repo.answer_published(cur, answer.id, services.store.bucket, key, learner)
@@ -208,3 +220,34 @@ async def _publish(
         traceparent=current_traceparent(),  # the job continues this trace (Flink's source drops Kafka headers)
     )  # fmt: skip
     await services.publisher.publish(event, services.settings.bot.publish_attempts)
+
+
+async def recover_stranded(services: Services, bot: Bot, i18n: I18n) -> int:
+    """Take over accepted answers whose publishing process died: store and publish each, or refund it and tell
+    the learner. Answers this process is publishing itself are left alone. Returns how many were taken over."""
+    cfg = services.settings.bot
+    async with services.db.tx() as cur:
+        stranded = await repo.claim_stranded(cur, cfg.publish_lease_s, sorted(services.publishing))
+    for row in stranded:
+        answer = _new_answer(row)
+        with structlog.contextvars.bound_contextvars(answer_id=str(answer.id), learner_id=str(answer.learner_id)):
+            log.warning("taking over an answer whose publisher died", received_at=answer.received_at.isoformat())
+            services.metrics.answers.labels("taken_over").inc()
+            async with services.answer_in_flight(answer.id):
+                async with services.db.tx() as cur:
+                    learner = await repo.learner_by_id(cur, answer.learner_id)
+                    q = await repo.question(cur, answer.question_id)
+                if learner is None or q is None:  # erased meanwhile: nothing to publish, no one to refund
+                    continue
+                try:
+                    with i18n.context(), i18n.use_locale(learner.language):
+                        await store_and_publish(learner, q, answer, services, bot, answer.file_id)
+                except TelegramAPIError as exc:  # the learner blocked the bot: the refund is booked all the same
+                    log.warning("takeover reply not sent", error=str(exc)[:200])
+    return len(stranded)
+
+
+def _new_answer(row: dict[str, Any]) -> repo.NewAnswer:
+    fields = {name: row[name] for name in repo.NewAnswer.__dataclass_fields__ if name != "id"}
+    fields["file_id"] = row["file_id"] or ""
+    return repo.NewAnswer(id=uuid.UUID(str(row["id"])), **fields)

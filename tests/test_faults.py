@@ -1,0 +1,283 @@
+"""Faults injected into a live stream of answers, end to end (issue #10).
+
+One pipeline for the whole module (tests/pipeline_support.py), every part a real process: the bot, the answer job
+and ingestion, on servers of their own so each can be stopped and started (the broker keeps its log in an S3
+store of its own, as production Kafka does not depend on the audio store). PostgreSQL is the session's.
+
+Simulated learners onboard and answer through Telegram with real speech; during each round one fault strikes:
+the broker restarts, the bot is killed (SIGKILL) mid-publish and started again, S3 goes away for a while,
+ClickHouse goes away during ingestion. After each, the invariants:
+
+- every accepted answer ends in exactly one outcome message: its feedback (or the rejection) once, or, if it
+  could not be sent for analysis, one "credit was not spent" reply; none stays half-way;
+- each answer is charged once, and every rejected or failed one refunded once, never a delivered one;
+- the warehouse's raw tables hold each event that reached Kafka once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+from psycopg import sql
+
+from speech_coach.contracts import Topic
+from speech_coach.kafka import consumer_config, topic_name
+from speech_coach.settings import Settings
+from speech_coach.stack import Stack
+from tests.pipeline_support import (
+    Pipeline,
+    ask_and_answer,
+    is_ack,
+    outcome_messages,
+    restart,
+    running_pipeline,
+)
+from tests.telegram_stand_in import User
+
+pytestmark = pytest.mark.stack
+
+LEARNERS = 4
+STARTER_CREDITS = 20
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    database = f"faults_{uuid.uuid4().hex[:8]}"
+    admin_url = stack.settings.postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    try:
+        with running_pipeline(
+            tmp_path_factory.mktemp("faults"), postgres_url=admin_url.rsplit("/", 1)[0] + f"/{database}",
+            starter_credits=STARTER_CREDITS,
+            # A killed bot's answers are taken over after 6 s (production: 120 s), looked for every 2 s.
+            publish_lease_s=6, recovery_interval_s=2,
+        ) as p:  # fmt: skip
+            p.onboard(LEARNERS)
+            yield p
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+# --- the stream -------------------------------------------------------------------------------------------------
+
+
+def answer_round(p: Pipeline, *, noise_for: int | None = None) -> None:
+    """Each learner asks for a question and answers it by voice (learner `noise_for` with a tone)."""
+    for i, user in enumerate(p.learners):
+        ask_and_answer(user, p.noise if i == noise_for else p.speech)
+
+
+def wait_acks(p: Pipeline, total: int, timeout: float = 30) -> None:
+    """Until `total` answers were acknowledged ("Answer received") across all learners."""
+    p.tg.wait_for(lambda calls: sum(is_ack(c) for c in calls) >= total, timeout)
+
+
+def acks(p: Pipeline) -> int:
+    return sum(is_ack(c) for c in list(p.tg.calls))
+
+
+def settle(p: Pipeline, timeout: float = 120) -> None:
+    """Until every accepted answer reached its final state and its outcome message; then a little longer, so a
+    duplicate would show."""
+    deadline = time.monotonic() + timeout
+    while True:
+        open_ = p.rows("SELECT id, status FROM answers WHERE status NOT IN ('delivered', 'rejected', 'failed')")
+        if not open_ and all(_outcomes_match(p, u) for u in p.learners):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"answers not settled in {timeout} s: {open_}; {_describe(p)}")
+        time.sleep(0.5)
+    time.sleep(3)
+
+
+def _expected_outcomes(p: Pipeline, user: User) -> tuple[int, int]:
+    counts = dict(p.rows("SELECT status, count(*) FROM answers WHERE chat_id = %s GROUP BY status", user.id))
+    return counts.get("delivered", 0) + counts.get("rejected", 0), counts.get("failed", 0)
+
+
+def _outcomes_match(p: Pipeline, user: User) -> bool:
+    return outcome_messages(user) == _expected_outcomes(p, user)
+
+
+def _describe(p: Pipeline) -> str:
+    logs = {name: path for name, path in p.stack.log_files().items() if name in {"bot", "answer-job", "ingest"}}
+    tails = {n: "\n".join(Path(f).read_text(errors="replace").splitlines()[-15:]) for n, f in logs.items()}
+    return "; ".join(f"{u.id}: got {outcome_messages(u)} want {_expected_outcomes(p, u)}" for u in p.learners) + (
+        "\n" + "\n".join(f"--- {n}\n{t}" for n, t in tails.items())
+    )
+
+
+# --- the invariants -----------------------------------------------------------------------------------------------
+
+
+def check_invariants(p: Pipeline) -> dict[str, int]:
+    settle(p)
+    # Every acknowledged answer is one answer row, and ends in exactly one outcome message, counted per learner.
+    for user in p.learners:
+        acknowledged = sum(is_ack(c) for c in user.sent())
+        assert p.rows("SELECT count(*) FROM answers WHERE chat_id = %s", user.id) == [(acknowledged,)]
+        assert outcome_messages(user) == _expected_outcomes(p, user), _describe(p)
+    # The ledger: one charge per answer; one refund per rejected or failed answer, none for a delivered one.
+    answers = p.rows(
+        "SELECT a.id::text, a.status, "
+        "  (SELECT count(*) FROM credit_ledger c WHERE c.reason = 'answer' AND c.ref = a.id::text), "
+        "  (SELECT count(*) FROM credit_ledger c WHERE c.reason = 'refund' AND c.ref = a.id::text) "
+        "FROM answers a"
+    )
+    for answer_id, status, charges, refunds in answers:
+        assert charges == 1, f"{answer_id} ({status}) charged {charges} times"
+        assert refunds == (0 if status == "delivered" else 1), f"{answer_id} ({status}) refunded {refunds} times"
+    delivered = Counter(p.rows("SELECT learner_id FROM answers WHERE status = 'delivered'"))
+    for learner_id, balance in p.rows(
+        "SELECT DISTINCT ON (learner_id) learner_id, balance_after FROM credit_ledger ORDER BY learner_id, id DESC"
+    ):
+        assert balance == STARTER_CREDITS - delivered[(learner_id,)]
+    # Deliveries: each answer that reached the pipeline was delivered once.
+    assert p.rows("SELECT count(*) FROM deliveries WHERE status <> 'sent'") == [(0,)]
+    # The warehouse: each event on Kafka, once.
+    check_warehouse(p)
+    return Counter(status for _id, status, *_ in answers)
+
+
+def topic_answer_ids(settings: Settings, topic: Topic, idle_s: float = 3.0) -> list[str]:
+    """Answer ids of every event on the topic, read from the start by an unsubscribed consumer."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from speech_coach.contracts import decode
+
+    consumer = Consumer(consumer_config(settings, f"faults-{uuid.uuid4().hex[:8]}", log_level=0))
+    name = topic_name(settings, topic)
+    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+    consumer.assign([TopicPartition(name, n, -2) for n in partitions])  # -2: the beginning
+    ids: list[str] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                ids.append(decode(topic, msg.value()).answer_id)  # type: ignore[attr-defined]
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return ids
+
+
+def check_warehouse(p: Pipeline, timeout: float = 90) -> None:
+    from warehouse.client import connect
+
+    expected = {
+        table: set(topic_answer_ids(p.settings, topic))
+        for table, topic in (("raw_answers", Topic.RAW_ANSWERS), ("raw_feedback", Topic.FEEDBACK),
+                             ("raw_answer_metrics", Topic.ANSWER_METRICS))
+    }  # fmt: skip
+    # What reached Kafka is what the operational database says was published.
+    published = {r[0] for r in p.rows("SELECT id::text FROM answers WHERE published_at IS NOT NULL")}
+    assert expected["raw_answers"] == published
+    assert expected["raw_feedback"] == {r[0] for r in p.rows("SELECT answer_id::text FROM deliveries")}
+    client = connect(p.settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = {
+            table: client.execute(f"SELECT count(), uniqExact(answer_id) FROM {table} FINAL")[0] for table in expected
+        }
+        if all(got[t] == (len(ids), len(ids)) for t, ids in expected.items()):
+            break
+        if time.monotonic() > deadline:
+            want = {t: len(ids) for t, ids in expected.items()}
+            raise AssertionError(f"warehouse rows {got} (count, distinct) != events {want}; {_describe(p)}")
+        time.sleep(1)
+    for table, ids in expected.items():
+        stored = {r[0] for r in client.execute(f"SELECT answer_id FROM {table} FINAL")}
+        assert stored == ids, table
+
+
+# --- the faults ---------------------------------------------------------------------------------------------------
+
+
+def test_broker_restart_under_live_traffic(pipeline: Pipeline) -> None:
+    p = pipeline
+    start = acks(p)
+    answer_round(p, noise_for=0)
+    wait_acks(p, start + LEARNERS)
+    # The broker goes down while those answers are in the job and their feedback on the way.
+    p.broker.stop()
+    restart(p.broker)
+    answer_round(p)  # and traffic goes on right after
+    wait_acks(p, start + 2 * LEARNERS, timeout=60)
+    outcomes = check_invariants(p)
+    assert outcomes["rejected"] == 1 and outcomes["delivered"] == 2 * LEARNERS - 1, outcomes
+
+
+def test_bot_killed_mid_publish_is_taken_over_after_restart(pipeline: Pipeline) -> None:
+    p = pipeline
+    start = acks(p)
+    before = dict(p.rows("SELECT status, count(*) FROM answers GROUP BY status"))
+    # Downloads from Telegram hang, so the bot is caught between taking the credit and publishing.
+    p.tg.file_delay_s = 30
+    answer_round(p)
+    wait_acks(p, start + LEARNERS)
+    assert p.rows("SELECT count(*) FROM answers WHERE status = 'accepted'") == [(LEARNERS,)]
+    running = p.stack.bot.running()
+    assert running is not None
+    os.kill(running.pid, signal.SIGKILL)
+    psutil.Process(running.pid).wait(10)
+    p.tg.file_delay_s = 0
+    # Telegram will not send those updates again: the restarted bot takes the answers over once their lease ran out.
+    restart(p.stack.bot)
+    outcomes = check_invariants(p)
+    assert outcomes["delivered"] == before.get("delivered", 0) + LEARNERS, outcomes
+    assert outcomes["failed"] == before.get("failed", 0), outcomes
+    log = p.stack.bot.log_file.read_text(errors="replace")
+    assert log.count("taking over an answer whose publisher died") >= LEARNERS
+
+
+def test_s3_unavailable_for_a_while(pipeline: Pipeline) -> None:
+    p = pipeline
+    start = acks(p)
+    before = dict(p.rows("SELECT status, count(*) FROM answers GROUP BY status"))
+    answer_round(p)
+    wait_acks(p, start + LEARNERS)
+    p.tg.wait_for(lambda _c: p.rows("SELECT count(*) FROM answers WHERE status = 'accepted'") == [(0,)], 30)
+    # Published, most not yet fetched by the job: S3 goes away under it...
+    p.stack.s3.stop()
+    # ...and the bot cannot store new answers: each is refunded and the learner told to send it again.
+    answer_round(p)
+    wait_acks(p, start + 2 * LEARNERS)
+    for user in p.learners:
+        user.tg.wait_for(lambda _c, u=user: outcome_messages(u)[1] >= 1, 60)
+    time.sleep(3)  # a while: the job fails its fetch and restarts from its checkpoint, again
+    restart(p.stack.s3)
+    outcomes = check_invariants(p)
+    assert outcomes["delivered"] == before.get("delivered", 0) + LEARNERS, outcomes
+    assert outcomes["failed"] == before.get("failed", 0) + LEARNERS, outcomes
+    assert re.search(r"S3 (unreachable|get_object failed)", p.stack.answer_job.log_file.read_text(errors="replace"))
+
+
+def test_clickhouse_down_during_ingestion(pipeline: Pipeline) -> None:
+    p = pipeline
+    start = acks(p)
+    ingest = p.stack.ingest.running()
+    assert ingest is not None
+    p.stack.clickhouse.stop()
+    answer_round(p)
+    wait_acks(p, start + LEARNERS)
+    # Learners are not affected: feedback does not wait for the warehouse.
+    for user in p.learners:
+        user.tg.wait_for(lambda _c, u=user: _outcomes_match(p, u), 90)
+    restart(p.stack.clickhouse)
+    check_invariants(p)
+    # Ingestion waited for ClickHouse instead of crashing: the same process, and it said why it waited.
+    assert p.stack.ingest.running() == ingest
+    assert "clickhouse_unreachable" in p.stack.ingest.log_file.read_text(errors="replace")
