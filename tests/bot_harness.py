@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import uuid
@@ -71,9 +72,20 @@ class RunningBot:
 
     def start(self, timeout: float = 90) -> RunningBot:
         self._thread.start()
+        deadline = time.monotonic() + timeout
         assert self._ready.wait(timeout), "bot did not start"
         if self.error:
             raise self.error
+        if self.settings.bot.webhook_url:
+            # `prepare` is done before the webhook listener opens: a test posting at once would be refused.
+            address = (self.settings.bot.webhook_host, self.settings.bot.webhook_port)
+            while True:
+                try:
+                    socket.create_connection(address, timeout=1).close()
+                    break
+                except OSError:
+                    assert self.error is None and time.monotonic() < deadline, f"webhook not listening: {self.error}"
+                    time.sleep(0.1)
         return self
 
     def call(self, coro: Any, timeout: float = 30) -> Any:

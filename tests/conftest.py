@@ -8,12 +8,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
 from speech_coach.stack.isolated import free_port_block, isolated_settings, settings_env
+
+if TYPE_CHECKING:  # the bot's harness imports aiogram; only the bot's tests pay for that
+    from tests.bot_harness import RunningBot
+    from tests.telegram_stand_in import TelegramStandIn
 
 make_settings = isolated_settings
 __all__ = ["free_port_block", "make_settings", "settings_env"]
@@ -109,3 +114,32 @@ def s3_bucket(stack: Stack) -> Iterator[str]:
     for obj in client.list_objects_v2(Bucket=name).get("Contents", []):
         client.delete_object(Bucket=name, Key=obj["Key"])
     client.delete_bucket(Bucket=name)
+
+
+# The bot's tests: a Telegram stand-in, the bot's settings against it, and the bot running in this process.
+
+
+@pytest.fixture
+def tg() -> Iterator[TelegramStandIn]:
+    from tests.bot_harness import TOKEN
+    from tests.telegram_stand_in import TelegramStandIn
+
+    stand_in = TelegramStandIn(TOKEN).start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def bot_env(stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn) -> Settings:
+    from tests.bot_harness import bot_settings
+
+    return bot_settings(stack.settings, pg_database, s3_bucket, tg)
+
+
+@pytest.fixture
+def running_bot(bot_env: Settings) -> Iterator[RunningBot]:
+    from tests.bot_harness import RunningBot
+
+    bot = RunningBot(bot_env).start()
+    yield bot
+    bot.stop()

@@ -10,7 +10,6 @@ import re
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,25 +45,6 @@ ANSWER_TEXT = (
 def voice_ogg(stack: Stack) -> tuple[bytes, int]:
     pcm = synthesize(ANSWER_TEXT, ssml=True)
     return to_ogg_opus(pcm, find_ffmpeg(stack.settings).executable), math.ceil(pcm.duration_s)
-
-
-@pytest.fixture
-def tg() -> Iterator[TelegramStandIn]:
-    stand_in = TelegramStandIn("123456789:TEST-token-for-the-stand-in").start()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture
-def bot_env(stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn) -> Settings:
-    return bot_settings(stack.settings, pg_database, s3_bucket, tg)
-
-
-@pytest.fixture
-def running(bot_env: Settings) -> Iterator[RunningBot]:
-    bot = RunningBot(bot_env).start()
-    yield bot
-    bot.stop()
 
 
 def onboard(tg: TelegramStandIn, language_code: str = "en", choose: str = "English") -> User:
@@ -121,7 +101,7 @@ def http_get(url: str) -> tuple[int, str]:
 
 
 def test_conversation_end_to_end(
-    running: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
 ) -> None:
     # Onboarding: Telegram says German, which the bot does not speak: English until the learner chooses.
     user = User(tg, language_code="de")
@@ -257,7 +237,7 @@ def test_every_refusal_in_the_learners_language(
 
 
 def test_duplicate_updates_and_feedback_are_handled_once(
-    running: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
 ) -> None:
     user = onboard(tg)
     ask_question(user)
@@ -287,7 +267,7 @@ def test_duplicate_updates_and_feedback_are_handled_once(
 
 
 def test_rejected_answer_is_refunded_once(
-    running: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
 ) -> None:
     user = onboard(tg)
     ask_question(user)
@@ -309,7 +289,7 @@ def test_rejected_answer_is_refunded_once(
     assert rows(bot_env, "SELECT status FROM answers") == [("rejected",)]
 
 
-def test_stars_payments(running: RunningBot, tg: TelegramStandIn, bot_env: Settings) -> None:
+def test_stars_payments(running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings) -> None:
     user = onboard(tg)
     user.text("/buy")
     user.wait_sent(4)
@@ -348,7 +328,7 @@ def test_stars_payments(running: RunningBot, tg: TelegramStandIn, bot_env: Setti
 
 
 def test_delete_my_data_erases_everything_and_tells_downstream(
-    running: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
 ) -> None:
     other = onboard(tg)  # another learner, whose data stays
     user = onboard(tg)
@@ -376,7 +356,7 @@ def test_delete_my_data_erases_everything_and_tells_downstream(
     assert rows(bot_env, "SELECT count(*) FROM learners WHERE telegram_user_id = %s", other.id) == [(1,)]
 
 
-def test_admin_commands_are_invisible_to_others(running: RunningBot, tg: TelegramStandIn) -> None:
+def test_admin_commands_are_invisible_to_others(running_bot: RunningBot, tg: TelegramStandIn) -> None:
     user = onboard(tg)
     user.text("/no_such_command")
     unknown = user.wait_sent(4)[-1].params["text"]

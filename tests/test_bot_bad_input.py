@@ -8,7 +8,6 @@ import base64
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Producer
@@ -18,7 +17,7 @@ from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import producer_config, topic_name
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
-from tests.bot_harness import ADMIN_ID, TOKEN, RunningBot, bot_settings, read_topic, rows
+from tests.bot_harness import ADMIN_ID, RunningBot, bot_settings, read_topic, rows
 from tests.telegram_stand_in import BOT_USER, TelegramStandIn, User
 from tests.test_bot_ops import post
 
@@ -26,25 +25,6 @@ pytestmark = pytest.mark.stack
 
 # Right-to-left override, zero-width joiner emoji, combining marks, astral CJK, HTML and entity look-alikes.
 UNICODE = '\u202eevil\u202c 👩\u200d💻 e\u0301\u0301 𠜎𠜱 <b>&amp; "quotes" \ufeff'
-
-
-@pytest.fixture
-def tg() -> Iterator[TelegramStandIn]:
-    stand_in = TelegramStandIn(TOKEN).start()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture
-def bot_env(stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn) -> Settings:
-    return bot_settings(stack.settings, pg_database, s3_bucket, tg)
-
-
-@pytest.fixture
-def running(bot_env: Settings) -> Iterator[RunningBot]:
-    bot = RunningBot(bot_env).start()
-    yield bot
-    bot.stop()
 
 
 def onboard(tg: TelegramStandIn, **user: object) -> User:
@@ -107,7 +87,9 @@ def test_an_update_whose_handling_crashed_is_handled_when_redelivered(
         bot.stop()
 
 
-def test_tampered_callback_data_changes_nothing(running: RunningBot, tg: TelegramStandIn, bot_env: Settings) -> None:
+def test_tampered_callback_data_changes_nothing(
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings
+) -> None:
     other = onboard(tg)
     user = onboard(tg)
     before = rows(bot_env, "SELECT id, language, repetition, reminders, research_consent, transcription_temperature "
@@ -136,7 +118,7 @@ def test_tampered_callback_data_changes_nothing(running: RunningBot, tg: Telegra
     assert read_topic(bot_env, Topic.DELETION_REQUESTS, 1, timeout=3) == []
 
 
-def test_unicode_and_the_longest_texts(running: RunningBot, tg: TelegramStandIn, bot_env: Settings) -> None:
+def test_unicode_and_the_longest_texts(running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings) -> None:
     user = onboard(tg)
     longest = (UNICODE * 200)[:4096]  # Telegram delivers at most 4096 characters
     user.text(longest)
@@ -157,7 +139,7 @@ def test_unicode_and_the_longest_texts(running: RunningBot, tg: TelegramStandIn,
 
 
 def test_malformed_feedback_events_become_dead_letters_and_delivery_goes_on(
-    running: RunningBot, tg: TelegramStandIn, bot_env: Settings
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings
 ) -> None:
     topic = topic_name(bot_env, Topic.FEEDBACK)
     bad = {
@@ -177,6 +159,6 @@ def test_malformed_feedback_events_become_dead_letters_and_delivery_goes_on(
     assert all(d.source_offset is not None and d.detail for d in letters)
     # The consumer did not stop at them: the bot still answers and still reads feedback.
     user = onboard(tg)
-    assert running.app is not None
-    assert running.app.metrics.feedback.labels("invalid")._value.get() == len(bad)
+    assert running_bot.app is not None
+    assert running_bot.app.metrics.feedback.labels("invalid")._value.get() == len(bad)
     assert len(user.sent()) == 3

@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -35,13 +34,6 @@ from tests.conftest import using_servers_of
 from tests.telegram_stand_in import TelegramStandIn, User
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def tg() -> Iterator[TelegramStandIn]:
-    stand_in = TelegramStandIn(TOKEN).start()
-    yield stand_in
-    stand_in.stop()
 
 
 def cli(settings: Settings, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -24,13 +24,6 @@ WEBHOOK_SECRET = "webhook-S3CRET-value_42"
 
 
 @pytest.fixture
-def tg() -> Iterator[TelegramStandIn]:
-    stand_in = TelegramStandIn(TOKEN).start()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture
 def all_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
     """Every library's stdlib logging at DEBUG to stderr (the captured one), beside the platform's structlog lines."""
     handler = logging.StreamHandler(sys.stderr)
