@@ -65,8 +65,12 @@ class PeakRss:
         return self.peak
 
 
-def _stage_medians(log: Path) -> dict[str, float]:
-    stages: dict[str, list[float]] = {}
+JOB_STAGES = ("fetch", "decode", "vad", "transcribe", "feedback")
+
+
+def job_stage_times(log: Path) -> dict[str, list[float]]:
+    """Per stage, the ms of every answer, in order, from the answer job's `answer processed` log lines."""
+    stages: dict[str, list[float]] = {s: [] for s in JOB_STAGES}
     for line in log.read_text(errors="replace").splitlines():
         if '"answer processed"' not in line:
             continue
@@ -74,10 +78,14 @@ def _stage_medians(log: Path) -> dict[str, float]:
             record = json.loads(line[line.index("{") :])
         except ValueError:
             continue
-        for name in ("fetch", "decode", "vad", "transcribe", "feedback"):
+        for name in JOB_STAGES:
             if name in record:
-                stages.setdefault(name, []).append(float(record[name]))
-    return {k: statistics.median(v) for k, v in stages.items()}
+                stages[name].append(float(record[name]))
+    return stages
+
+
+def _stage_medians(log: Path) -> dict[str, float]:
+    return {k: statistics.median(v) for k, v in job_stage_times(log).items() if v}
 
 
 def run(console: Console) -> None:

@@ -11,7 +11,6 @@ SC_LOAD_THINK_S (3). `make soak` runs it.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -23,10 +22,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from benchmarks.answers import job_stage_times
 from benchmarks.report import bar_chart, percentile, write_section
 from tests.pipeline_support import Pipeline, ask_and_answer, outcome_messages, running_pipeline, wait_feedback_count
-
-JOB_STAGES = ("fetch", "decode", "vad", "transcribe", "feedback")
 
 
 @dataclass
@@ -80,21 +78,6 @@ def _metric(port: int, name: str) -> float:
                line.startswith(name + "{"))  # fmt: skip
 
 
-def _job_stages(log: Path) -> dict[str, list[float]]:
-    stages: dict[str, list[float]] = {s: [] for s in JOB_STAGES}
-    for line in log.read_text(errors="replace").splitlines():
-        if '"answer processed"' not in line:
-            continue
-        try:
-            record = json.loads(line[line.index("{") :])
-        except ValueError:
-            continue
-        for name in JOB_STAGES:
-            if name in record:
-                stages[name].append(float(record[name]))
-    return stages
-
-
 def run(console: Console) -> None:
     counts = [int(n) for n in os.environ.get("SC_LOAD_STEPS", "2,4,8").split(",")]
     seconds = float(os.environ.get("SC_LOAD_SECONDS", "60"))
@@ -108,7 +91,7 @@ def run(console: Console) -> None:
             ask_and_answer(p.learners[0], p.speech)
             wait_feedback_count(p.learners[0], 1, timeout=300)
             job_log = p.stack.answer_job.log_file
-            skip = len(_job_stages(job_log)["transcribe"])  # the warm-up answer
+            skip = len(job_stage_times(job_log)["transcribe"])  # the warm-up answer
             bot_port, ingest_port = p.settings.bot.health_port, p.settings.warehouse.ingest_health_port
             publish0 = (_metric(bot_port, "bot_publish_seconds_sum"), _metric(bot_port, "bot_publish_seconds_count"))
             load_before = os.getloadavg()[0]
@@ -119,7 +102,7 @@ def run(console: Console) -> None:
             )
             ingest_batches = _metric(ingest_port, "speech_coach_ingest_batch_seconds_count")
             ingest_s = _metric(ingest_port, "speech_coach_ingest_batch_seconds_sum") / max(1.0, ingest_batches)
-            stages = {k: v[skip:] for k, v in _job_stages(job_log).items()}
+            stages = {k: v[skip:] for k, v in job_stage_times(job_log).items()}
             load_after = os.getloadavg()[0]
     _report(console, steps, publish, stages, ingest_s, ingest_batches, (load_before, load_after))
 
