@@ -5,6 +5,7 @@ words and segments, the temperature recorded) and `POST /v1/chat/completions` wi
 json_schema (it returns JSON generated from, and validated against, the schema the client sent, and refuses
 schemas that strict mode would refuse). Each endpoint answers from a queue of planned behaviours, then its
 default: "ok", "500", "429" (with Retry-After), "slow" (sleeps past the client's timeout), "malformed".
+`latency_s` delays every answer, as a busy API does.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class OpenAIStandIn:
         self.transcript = "Hello."
         self.language = "english"
         self.slow_s = 10.0
+        self.latency_s = 0.0
         self.retry_after_s = 1
         self.base_url = ""
         self._loop = asyncio.new_event_loop()
@@ -95,6 +97,7 @@ class OpenAIStandIn:
             endpoint.default = defaults.get(name, "ok")
             endpoint.seen.clear()
         self.language = "english"
+        self.latency_s = 0.0
 
     def seen(self, name: str) -> list[Seen]:
         return list(self.endpoints[name].seen)
@@ -124,6 +127,8 @@ class OpenAIStandIn:
         self._thread.join(5)
 
     async def _misbehave(self, behaviour: str) -> web.Response | None:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         if behaviour == "500":
             return web.json_response({"error": {"message": "stand-in failure", "type": "server_error"}}, status=500)
         if behaviour == "429":

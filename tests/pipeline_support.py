@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic import SecretStr
 
 from speech_coach.audio.tts import synthesize, to_ogg_opus, tone
 from speech_coach.settings import (
@@ -27,6 +28,7 @@ from speech_coach.settings import (
     DagsterSettings,
     KafkaSettings,
     MetricsSettings,
+    OpenAISettings,
     PostgresSettings,
     Settings,
     WarehouseSettings,
@@ -83,8 +85,15 @@ def restart(part: Any, timeout: float = 60) -> None:
 
 @contextmanager
 def running_pipeline(
-    root: Path, *, postgres_url: str | None = None, json_logs: bool = False, **bot: Any
+    root: Path,
+    *,
+    postgres_url: str | None = None,
+    json_logs: bool = False,
+    openai_url: str | None = None,
+    **bot: Any,
 ) -> Iterator[Pipeline]:
+    """`openai_url`: the job transcribes and scores through the OpenAI API there (2 s timeout, 2 retries),
+    falling back to the offline engines; unset: offline engines only."""
     broker_settings = isolated_settings(root / "broker")
     broker_store, broker = ObjectStorePart(broker_settings), BrokerPart(broker_settings)
     tg = TelegramStandIn(TOKEN).start()
@@ -101,8 +110,17 @@ def running_pipeline(
     bot_values = {
         "token": TOKEN, "api_base_url": tg.url, "health_port": ports + 2, "feedback_group_id": "bot-pipeline",
     } | bot  # fmt: skip
+    engines: dict[str, Any] = {}
+    if openai_url:
+        engines = {
+            "transcription": base.transcription.model_copy(update={"engine": "openai"}),
+            "feedback": base.feedback.model_copy(update={"engine": "openai"}),
+            "openai": OpenAISettings(api_key=SecretStr("sk-test-standin"), base_url=openai_url, timeout_s=2,
+                                     max_retries=2),
+        }  # fmt: skip
     settings = base.model_copy(
-        update={
+        update=engines
+        | {
             "answers": AnswersSettings(enabled=True, health_port=ports + 1),
             "bot": base.bot.model_validate(base.bot.model_dump() | bot_values),
             "flink": base.flink.model_copy(update={"checkpoint_interval_s": 2, "restart_delay_s": 2}),

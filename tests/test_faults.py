@@ -2,11 +2,13 @@
 
 One pipeline for the whole module (tests/pipeline_support.py), every part a real process: the bot, the answer job
 and ingestion, on servers of their own so each can be stopped and started (the broker keeps its log in an S3
-store of its own, as production Kafka does not depend on the audio store). PostgreSQL is the session's.
+store of its own, as production Kafka does not depend on the audio store). PostgreSQL is the session's. The job
+transcribes and scores through the OpenAI stand-in (the real openai SDK), with the offline engines as fallback.
 
 Simulated learners onboard and answer through Telegram with real speech; during each round one fault strikes:
 the broker restarts, the bot is killed (SIGKILL) mid-publish and started again, S3 goes away for a while,
-ClickHouse goes away during ingestion. After each, the invariants:
+ClickHouse goes away during ingestion, the answer job is killed (SIGKILL) and restarts from its checkpoint, the
+OpenAI API fails (500), rate-limits (429 with Retry-After), hangs or answers garbage. After each, the invariants:
 
 - every accepted answer ends in exactly one outcome message: its feedback (or the rejection) once, or, if it
   could not be sent for analysis, one "credit was not spent" reply; none stays half-way;
@@ -16,6 +18,7 @@ ClickHouse goes away during ingestion. After each, the invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -24,17 +27,21 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
 import pytest
 from psycopg import sql
 
-from speech_coach.contracts import Topic
+from speech_coach.contracts import Topic, decode
 from speech_coach.kafka import consumer_config, topic_name
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
+from tests.answers_support import plain_text
+from tests.openai_standin import OpenAIStandIn
 from tests.pipeline_support import (
+    SPEECH,
     Pipeline,
     ask_and_answer,
     is_ack,
@@ -51,7 +58,16 @@ STARTER_CREDITS = 20
 
 
 @pytest.fixture(scope="module")
-def pipeline(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def standin() -> Iterator[OpenAIStandIn]:
+    server = OpenAIStandIn()
+    server.start()
+    server.transcript = " ".join(plain_text(SPEECH).split())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack: Stack, standin: OpenAIStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     database = f"faults_{uuid.uuid4().hex[:8]}"
     admin_url = stack.settings.postgres_url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -59,7 +75,7 @@ def pipeline(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         with running_pipeline(
             tmp_path_factory.mktemp("faults"), postgres_url=admin_url.rsplit("/", 1)[0] + f"/{database}",
-            starter_credits=STARTER_CREDITS,
+            starter_credits=STARTER_CREDITS, openai_url=standin.base_url,
             # A killed bot's answers are taken over after 6 s (production: 120 s), looked for every 2 s.
             publish_lease_s=6, recovery_interval_s=2,
         ) as p:  # fmt: skip
@@ -151,27 +167,29 @@ def check_invariants(p: Pipeline) -> dict[str, int]:
     return Counter(status for _id, status, *_ in answers)
 
 
-def topic_answer_ids(settings: Settings, topic: Topic, idle_s: float = 3.0) -> list[str]:
-    """Answer ids of every event on the topic, read from the start by an unsubscribed consumer."""
-    from confluent_kafka import Consumer, TopicPartition
+def topic_answer_ids(settings: Settings, topic: Topic) -> list[str]:
+    return [event.answer_id for event in topic_events(settings, topic)]
 
-    from speech_coach.contracts import decode
+
+def topic_events(settings: Settings, topic: Topic, idle_s: float = 3.0) -> list[Any]:
+    """Every event on the topic, read from the start by an unsubscribed consumer."""
+    from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(consumer_config(settings, f"faults-{uuid.uuid4().hex[:8]}", log_level=0))
     name = topic_name(settings, topic)
     partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
     consumer.assign([TopicPartition(name, n, -2) for n in partitions])  # -2: the beginning
-    ids: list[str] = []
+    events: list[Any] = []
     last = time.monotonic()
     try:
         while time.monotonic() - last < idle_s:
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
-                ids.append(decode(topic, msg.value()).answer_id)  # type: ignore[attr-defined]
+                events.append(decode(topic, msg.value()))
                 last = time.monotonic()
     finally:
         consumer.close()
-    return ids
+    return events
 
 
 def check_warehouse(p: Pipeline, timeout: float = 90) -> None:
@@ -281,3 +299,79 @@ def test_clickhouse_down_during_ingestion(pipeline: Pipeline) -> None:
     # Ingestion waited for ClickHouse instead of crashing: the same process, and it said why it waited.
     assert p.stack.ingest.running() == ingest
     assert "clickhouse_unreachable" in p.stack.ingest.log_file.read_text(errors="replace")
+
+
+def _status_counts(p: Pipeline) -> dict[str, int]:
+    return dict(p.rows("SELECT status, count(*) FROM answers GROUP BY status"))
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL to a process and all its descendants at once, as when the job's pod is OOM-killed."""
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=15)
+
+
+def test_answer_job_killed_and_restarted_from_its_checkpoint(pipeline: Pipeline, standin: OpenAIStandIn) -> None:
+    p = pipeline
+    start = acks(p)
+    before = _status_counts(p)
+    standin.reset()
+    standin.latency_s = 1.5  # a busy API: the round's answers queue up inside the job
+    answer_round(p)
+    wait_acks(p, start + LEARNERS)
+    # The job is killed (driver, JVM and Python workers together) once the first of them was delivered...
+    p.tg.wait_for(lambda _c: _status_counts(p).get("delivered", 0) > before.get("delivered", 0), 60)
+    running = p.stack.answer_job.running()
+    assert running is not None
+    _kill_tree(running.pid)
+    in_flight = p.rows("SELECT count(*) FROM answers WHERE status NOT IN ('delivered', 'rejected', 'failed')")[0][0]
+    assert in_flight >= 1, "the kill came after the round was done: nothing was in flight"
+    standin.latency_s = 0
+    # ...and started again: it resumes from its last completed checkpoint, so the answers it had read but not
+    # finished are read again; one already sent may be produced again, and the bot sends it only once.
+    restart(p.stack.answer_job, timeout=180)
+    outcomes = check_invariants(p)
+    assert outcomes["delivered"] == before.get("delivered", 0) + LEARNERS, outcomes
+    log = re.sub(r"\x1b\[[0-9;]*m", "", p.stack.answer_job.log_file.read_text(errors="replace"))  # console colours
+    latest_start = log.rpartition("--- starting answer-job")[2]
+    assert re.search(r"answer job submitted .*restored_from=\S*/chk-\d+", latest_start), latest_start[-2000:]
+
+
+def test_openai_errors_rate_limits_hangs_and_garbage(pipeline: Pipeline, standin: OpenAIStandIn) -> None:
+    p = pipeline
+    start = acks(p)
+    before = _status_counts(p)
+    seen_before = {answer.answer_id for answer in topic_events(p.settings, Topic.FEEDBACK)}
+    standin.reset()
+    # The job takes one answer at a time, so each answer meets its own faults, in the order of its API calls:
+    # 1st: transcription 500 then OK (retried); feedback malformed, then OK when asked again.
+    # 2nd: transcription 429, retried after Retry-After; feedback 500 on every try: offline feedback stands in.
+    # 3rd: transcription hangs on every try (2 s timeout): whisper offline stands in; feedback 429, then OK.
+    # 4th: transcription returns broken JSON: whisper offline stands in; feedback OK.
+    standin.endpoints["transcriptions"].plan.extend(["500", "ok", "429", "ok", "slow", "slow", "slow", "malformed"])
+    standin.endpoints["chat"].plan.extend(["malformed", "ok", "500", "500", "500", "429", "ok"])
+    answer_round(p)
+    wait_acks(p, start + LEARNERS)
+    outcomes = check_invariants(p)
+    # Every answer was delivered, none refused or refunded: the learner never sees the API's trouble.
+    assert outcomes["delivered"] == before.get("delivered", 0) + LEARNERS, outcomes
+    assert outcomes["failed"] == before.get("failed", 0) and outcomes["rejected"] == before.get("rejected", 0)
+    results = [e for e in topic_events(p.settings, Topic.FEEDBACK) if e.answer_id not in seen_before]
+    engines = sorted(
+        (e.engine.transcription_engine, e.engine.feedback_engine, e.engine.fallback)
+        for e in {e.answer_id: e for e in results}.values()
+    )
+    assert engines == [
+        ("offline", "openai", True),  # the hang
+        ("offline", "openai", True),  # the broken JSON
+        ("openai", "offline", True),  # feedback 500s
+        ("openai", "openai", False),  # retried 500 and malformed
+    ], engines
+    transcriptions, chats = standin.seen("transcriptions"), standin.seen("chat")
+    assert len(transcriptions) == 8 and len(chats) == 8
+    assert transcriptions[3].at - transcriptions[2].at >= 0.9  # Retry-After: 1
+    assert not standin.endpoints["transcriptions"].plan and not standin.endpoints["chat"].plan

@@ -205,6 +205,8 @@ class OpenAITranscriber:
             )
         except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise EngineUnavailable(f"transcription API failed: {type(exc).__name__}: {exc}"[:500]) from exc
+        except ValueError as exc:  # the SDK parses the body inside create(): a cut-off or non-JSON answer
+            raise EngineUnavailable(f"transcription API returned malformed JSON: {exc}"[:500]) from exc
         text = str(getattr(result, "text", "") or "").strip()
         raw_words = getattr(result, "words", None) or []
         try:
