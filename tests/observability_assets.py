@@ -65,6 +65,7 @@ def _registry_names(registry: Any) -> set[str]:
 def defined() -> set[str]:
     """Every metric name the services export: bot, ingestion, the job processes and the jobs' Flink metrics."""
     from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics import MetricWrapperBase
 
     import warehouse.ingest as ingest
     from bot.metrics import Metrics
@@ -73,9 +74,9 @@ def defined() -> set[str]:
     from flink_jobs.metrics.job import prometheus_names as metrics_job_names
 
     ingestion = CollectorRegistry()
-    for metric in (ingest.RECORDS, ingest.ROWS, ingest.DEAD_LETTERS, ingest.BATCH_SECONDS, ingest.LAST_BATCH):
-        ingestion.register(metric)
-    ingestion.register(ingest.LAG)
+    for metric in vars(ingest).values():  # every module-level metric, so a new one needs no edit here
+        if isinstance(metric, MetricWrapperBase):
+            ingestion.register(metric)
     names = _registry_names(Metrics().registry) | _registry_names(ingestion) | _registry_names(driver_metrics()[0])
     return names | answer_job_names() | metrics_job_names() | FLINK_BUILTIN
 
