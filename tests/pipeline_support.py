@@ -39,7 +39,7 @@ from speech_coach.stack.isolated import free_port_block, isolated_settings
 from speech_coach.stack.objectstore import ObjectStorePart
 from speech_coach.tools import find_ffmpeg
 from tests.answers_support import ANSWER_45S
-from tests.bot_harness import TOKEN
+from tests.bot_harness import TOKEN, onboard
 from tests.telegram_stand_in import Call, TelegramStandIn, User
 
 TRACK = "TOEFL Task 1 (independent)"
@@ -65,15 +65,7 @@ class Pipeline:
             return conn.execute(query, params).fetchall()
 
     def onboard(self, count: int) -> None:
-        for _ in range(count):
-            user = User(self.tg)
-            user.text("/start")
-            user.wait_sent(1, timeout=30)
-            user.press("English")
-            user.wait_sent(2)
-            user.press("I agree")
-            user.wait_sent(3)
-            self.learners.append(user)
+        self.learners += [onboard(self.tg) for _ in range(count)]
 
 
 def restart(part: Any, timeout: float = 60) -> None:

@@ -38,10 +38,10 @@ from tests.answers_support import (
     start_job,
     upload,
 )
-from tests.bot_harness import TOKEN, bot_settings
+from tests.bot_harness import TOKEN, bot_settings, onboard
 from tests.observability_assets import http_status, referenced, scrape
 from tests.otlp_collector import OtlpCollector
-from tests.telegram_stand_in import TelegramStandIn, User
+from tests.telegram_stand_in import TelegramStandIn
 
 pytestmark = pytest.mark.stack
 
@@ -260,15 +260,7 @@ def test_one_trace_follows_an_answer_from_the_bot_through_the_job_to_delivery(
         while _status_or_none(f"{health}/readyz") != 200:
             assert bot.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.5)
-        user = User(tg)
-        user.text("/start")
-        user.wait_sent(1, timeout=30)
-        user.press("English")
-        user.wait_sent(2)
-        user.press("I agree")
-        user.wait_sent(3)
-        user.press("TOEFL Task 1 (independent)")
-        user.wait_sent(4)
+        user = onboard(tg, "TOEFL Task 1 (independent)")
         ogg, speech = speech_ogg(ANSWERS_45S[1], harness.ffmpeg)
         user.voice(ogg, math.ceil(speech.duration_s))
         tg.wait_for(lambda _c: any("Overall score" in str(c.params.get("text")) for c in user.sent()), timeout=120)

@@ -29,7 +29,7 @@ from speech_coach.stack import Stack
 from speech_coach.stack.isolated import free_port_block
 from speech_coach.stack.isolated import settings_env as full_settings_env
 from speech_coach.tools import find_ffmpeg
-from tests.bot_harness import TOKEN, RunningBot, bot_settings, read_topic, rows
+from tests.bot_harness import TOKEN, RunningBot, bot_settings, onboard, read_topic, rows
 from tests.conftest import using_servers_of
 from tests.telegram_stand_in import TelegramStandIn, User
 
@@ -77,15 +77,7 @@ def test_failed_publish_tells_the_learner_and_costs_nothing(
     settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, publish_attempts=2)
     bot = RunningBot(settings).start()
     try:
-        user = User(tg)
-        user.text("/start")
-        user.wait_sent(1)
-        user.press("English")
-        user.wait_sent(2)
-        user.press("I agree")
-        user.wait_sent(3)
-        user.press("Job interview")
-        user.wait_sent(4)
+        user = onboard(tg, "Job interview")
         # Kafka becomes unreachable: the producer now points at a port nobody listens on.
         assert bot.app is not None and bot.app.services is not None
         dead = free_port_block(1)
@@ -114,15 +106,7 @@ def test_answers_whose_publisher_died_are_taken_over_or_refunded(
     settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, publish_lease_s=1, recovery_interval_s=0.5)
     bot = RunningBot(settings).start()
     try:
-        user = User(tg)
-        user.text("/start")
-        user.wait_sent(1)
-        user.press("English")
-        user.wait_sent(2)
-        user.press("I agree")
-        user.wait_sent(3)
-        user.press("Job interview")
-        user.wait_sent(4)
+        user = onboard(tg, "Job interview")
         ((learner_id, question_id, sent_at),) = rows(
             settings, "SELECT id, current_question_id, current_question_sent_at FROM learners"
         )
