@@ -1,11 +1,13 @@
 """Run the metrics job as `python -m flink_jobs.metrics` against a stack, feed it, and read what it wrote.
 
-Shared by the job's tests (tests/test_metrics_job.py) and its benchmark. The job is a child process in its own
-process group, so a test can kill -9 all of it (JVM and Python workers) the way a crashed pod dies.
+Shared by the job's tests (tests/test_metrics_job.py) and its benchmarks (metrics_job, metrics_floor). The job is
+a child process in its own process group, so a test can kill -9 all of it (JVM and Python workers) the way a
+crashed pod dies. `cpu_seconds` and `rss_mb` account a running job's processes, and its stack's broker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,12 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from confluent_kafka import Consumer, Producer
 
 from speech_coach.contracts.events import DeadLetter, Event, WindowedMetrics, WindowedVocabulary, decode, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config, topic_name
 from speech_coach.settings import Settings
+from speech_coach.stack import Stack
 from speech_coach.stack.isolated import free_port_block, settings_env
 from speech_coach.windows import to_ms
 
@@ -62,9 +66,11 @@ def job_env(settings: Settings) -> dict[str, str]:
 
 
 class Job:
-    """One run of the job process."""
+    """One run of a job process: `python -m <module> <args>`, the metrics job unless told otherwise."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, log: Path, *, module: str = "flink_jobs.metrics", args: Sequence[str] = ()
+    ) -> None:
         self.settings, self.log = settings, log
         ensure_topics(settings, [Topic.FEEDBACK, Topic.ANSWER_METRICS, *OUTPUTS])
         self.started = time.monotonic()
@@ -73,7 +79,7 @@ class Job:
         self.health_port = free_port_block(1)
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flink_jobs.metrics"],
+                [sys.executable, "-m", module, *args],
                 cwd=ROOT,
                 env=job_env(settings) | {"SC_METRICS__HEALTH_PORT": str(self.health_port)},
                 stdout=out,
@@ -100,6 +106,48 @@ class Job:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+BROKER = "broker (Tansu + S3)"
+
+
+def broker_pids(stack: Stack) -> list[int]:
+    """The stack's own broker and object store (Tansu's storage), not those of other stacks on the machine."""
+    return [running.pid for part in (stack.kafka, stack.s3) if (running := part.running()) is not None]
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(job_pid: int, brokers: Sequence[int]) -> dict[str, float]:
+    """CPU seconds so far of a job's JVM, its Python workers and driver, and of the broker (`broker_pids`)."""
+    out: dict[str, float] = {"JVM": 0.0, "Python workers": 0.0, "driver": 0.0, BROKER: 0.0}
+    procs: list[tuple[str, psutil.Process]] = []
+    for proc in _tree(job_pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            cmd = " ".join(proc.cmdline())
+            kind = "JVM" if "java" in proc.name() else "Python workers" if "beam_boot" in cmd else "driver"
+            procs.append((kind, proc))
+    procs += [(BROKER, proc) for pid in brokers for proc in _tree(pid)]
+    for kind, proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            out[kind] += times.user + times.system
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (a job: driver, JVM, Python workers)."""
+    total = 0
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total / 2**20
 
 
 def produce(settings: Settings, events: Sequence[Event], published_ms: Sequence[int] | None = None) -> int:

@@ -9,7 +9,6 @@ partition); the time from those to the answer's last-N result on the output topi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import tempfile
@@ -19,13 +18,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import psutil
 from confluent_kafka import Producer
 from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.answer_events import START, answer_pair, generate
-from benchmarks.metrics_harness import OUTPUTS, Job, Reader, job_settings, produce
+from benchmarks.metrics_harness import (
+    OUTPUTS,
+    Job,
+    Reader,
+    broker_pids,
+    cpu_seconds,
+    job_settings,
+    produce,
+    rss_mb,
+)
 from benchmarks.report import bar_chart, median, percentile, write_section
 from speech_coach.contracts.events import WindowKind, encode
 from speech_coach.contracts.topics import Topic
@@ -76,7 +83,7 @@ def run(console: Console) -> None:
         stack = Stack(base)
         stack.up()
         try:
-            _measure(console, base, Path(tmp))
+            _measure(console, base, Path(tmp), broker_pids(stack))
         finally:
             stack.down()
 
@@ -91,42 +98,9 @@ class Backlog:
     cpu_ms: dict[str, float]  # CPU ms per answer by process kind, from the first to the last result
 
 
-def _cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds so far of the job's JVM, its Python workers and driver, and the broker (Tansu + its S3 store)."""
-    out: dict[str, float] = {"JVM": 0.0, "Python workers": 0.0, "driver": 0.0, "broker (Tansu + S3)": 0.0}
-    procs: list[tuple[str, psutil.Process]] = []
-    with contextlib.suppress(psutil.NoSuchProcess):
-        root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                cmd = " ".join(proc.cmdline())
-                kind = "JVM" if "java" in proc.name() else "Python workers" if "beam_boot" in cmd else "driver"
-                procs.append((kind, proc))
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] in ("tansu", "weed"):
-            procs.append(("broker (Tansu + S3)", proc))
-    for kind, proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = proc.cpu_times()
-            out[kind] += times.user + times.system
-    return out
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its descendants (the job: driver, JVM, Python workers)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.memory_info().rss
-    return total / 2**20
-
-
-def _backlog(console: Console, settings, data, windows: int, job: Job, reader: Reader, launched: float) -> Backlog:  # type: ignore[no-untyped-def]
+def _backlog(  # type: ignore[no-untyped-def]
+    console: Console, data, windows: int, job: Job, reader: Reader, launched: float, brokers: list[int]
+) -> Backlog:
     answers = len(data.metrics)
     rss = 0.0
     first_cpu: dict[str, float] | None = None
@@ -136,9 +110,9 @@ def _backlog(console: Console, settings, data, windows: int, job: Job, reader: R
         deadline = time.monotonic() + 1200
         while len(reader.collected.metrics) < windows and time.monotonic() < deadline:
             reader.poll(1.0)
-            rss = max(rss, _rss_mb(job.proc.pid))
+            rss = max(rss, rss_mb(job.proc.pid))
             if first_cpu is None and reader.collected.metrics:
-                first_cpu, first_count = _cpu_seconds(job.proc.pid), len(reader.collected.metrics)
+                first_cpu, first_count = cpu_seconds(job.proc.pid, brokers), len(reader.collected.metrics)
             progress.update(task, completed=len(reader.collected.metrics))
             if not job.alive():
                 raise RuntimeError(f"metrics job exited:\n{job.tail()}")
@@ -148,7 +122,7 @@ def _backlog(console: Console, settings, data, windows: int, job: Job, reader: R
                 raise RuntimeError(f"dead letters from an on-time backlog: {dict(reasons)}, e.g. "
                                    f"{reader.collected.dead_letters[-1].detail}\n{job.tail()}")  # fmt: skip
     got = reader.collected.metrics
-    last_cpu = _cpu_seconds(job.proc.pid)
+    last_cpu = cpu_seconds(job.proc.pid, brokers)
     if len(got) < windows:
         raise RuntimeError(f"only {len(got)} of {windows} window results arrived:\n{job.tail()}")
     last_n = sorted(t for t, e in got if e.window_kind == WindowKind.LAST_10)
@@ -165,7 +139,7 @@ def _backlog(console: Console, settings, data, windows: int, job: Job, reader: R
     return result
 
 
-def _measure(console: Console, base, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+def _measure(console: Console, base, tmp: Path, brokers: list[int]) -> None:  # type: ignore[no-untyped-def]
     console.print(f"generating {ANSWERS:,} answers of {LEARNERS} learners over {DAYS} days ...")
     data = generate(LEARNERS, ANSWERS // LEARNERS, days=DAYS, shuffle_s=120, lexical=False, seed=31)
     answers = len(data.metrics)
@@ -194,7 +168,7 @@ def _measure(console: Console, base, tmp: Path) -> None:  # type: ignore[no-unty
         job = Job(settings, work / "job.log")
         launched = time.time()
         try:
-            runs.append(_backlog(console, settings, data, windows, job, reader, launched))
+            runs.append(_backlog(console, data, windows, job, reader, launched, brokers))
             if run_no == RUNS - 1:
                 latencies = _latencies(console, settings, reader, end_ms)
         finally:

@@ -44,7 +44,8 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def write_section(name: str, title: str, body: str) -> None:
+def write_section(name: str, title: str, body: str, *, after: str | None = None) -> None:
+    """Replace the section `name`; a new one goes right after section `after` when that exists, else at the end."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = f"{begin}\n## {title}\n\n_Measured {stamp} on {machine()}._\n\n{body.strip()}\n{end}"
@@ -53,6 +54,10 @@ def write_section(name: str, title: str, body: str) -> None:
         head, _, rest = text.partition(begin)
         _, _, tail = rest.partition(end)
         text = head + section + tail
+    elif after and (anchor := f"<!-- END {after} -->") in text:
+        head, _, tail = text.partition(anchor)
+        rest = tail.lstrip("\n")
+        text = head + anchor + "\n\n" + section + ("\n\n" + rest if rest else "\n")
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)

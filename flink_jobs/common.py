@@ -287,6 +287,23 @@ def kafka_sink(settings: Settings) -> KafkaSink:
         .setValueSerializationSchema(RowFieldExtractorSchema(2)._j_serialization_schema)
         .build()
     )
+    return _sink(settings, serializer)
+
+
+def kafka_bytes_sink(settings: Settings, topic: str) -> KafkaSink:
+    """Writes raw byte records, unkeyed, to one topic: `kafka_sink`'s producer for a stream of bytes (benchmarks)."""
+    serializer = (
+        get_gateway()
+        .jvm.org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema.builder()
+        .setTopic(topic)
+        .setValueSerializationSchema(ByteArraySchema()._j_serialization_schema)
+        .build()
+    )
+    return _sink(settings, serializer)
+
+
+def _sink(settings: Settings, serializer: Any) -> KafkaSink:
+    """An at-least-once Kafka sink with the jobs' producer settings and the given Java record serializer."""
     builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka_bootstrap)
