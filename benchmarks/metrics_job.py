@@ -210,10 +210,13 @@ CPU per answer by process while the backlog was read (median of runs; first to l
 **Against the 6,500/s target: {verdict}.** At {cpu_total:.1f} ms of CPU per answer the 2 cores cannot pass
 {2000 / cpu_total:,.0f} answers/s whatever the scheduling; the target needs under 0.31 ms. Each answer here is
 two input records and about {outputs_per_answer:.1f} output records (a 120-word last-10 result with its vocabulary
-for every answer, plus day, 7-day and month windows for these sparse learners), each crossing the JVM and a
-Python worker through Beam, and every window pools and scores up to a month of words (MTLD has no cheap
-incremental form). The earlier Bytewax flow's 6,500/s computed one TTR per transcript in one process with no
-broker round trips, which is not the same work.
+for every answer, plus day, 7-day and month windows for these sparse learners), and every window pools and
+scores up to a month of words (MTLD has no cheap incremental form). The
+[floor below](#metrics-job-floor-minimal-pyflink-jobs-through-kafka) shows that no PyFlink job that reads an
+answer's two records and computes its per-answer metrics in Python can reach the target on 2 cores, whatever its
+windows cost; the hop between the JVM and the Python workers is the smaller part of that floor. The earlier
+Bytewax flow's 6,500/s computed one TTR per transcript in one process with no broker round trips, which is not
+the same work.
 
 Latency is measured from publishing the records that move the watermark past an answer (one per input
 partition) to its last-N result on the output topic: decode, keyed exchange, the periodic watermark (200 ms),
