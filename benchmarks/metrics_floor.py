@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 import textwrap
 import time
 import uuid
@@ -30,14 +29,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.answer_events import generate
-from benchmarks.metrics_harness import BROKER, Job, broker_pids, cpu_seconds, job_settings, produce, rss_mb
+from benchmarks.metrics_harness import BROKER, Job, cpu_seconds, job_settings, on_private_stack, produce, rss_mb
 from benchmarks.report import bar_chart, median, write_section
 from speech_coach.contracts.events import FeedbackResult, decode_as, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import client_config, consumer_config, ensure_topics
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import isolated_settings
 from speech_coach.text import analyze, warm_up
 
 RECORDS = int(os.environ.get("SC_BENCH_FLOOR_RECORDS", "40000"))
@@ -82,10 +79,13 @@ class Arrivals:
         self.times: list[float] = []
         self.offsets: dict[int, list[int]] = {p: [] for p in range(partitions)}
 
-    def poll(self, seconds: float) -> None:
+    def poll(self, seconds: float, *, until_first: bool = False) -> None:
+        """Read for `seconds`; `until_first`: return with the first few records, so the CPU counters can be read
+        when output starts rather than after a fast job's whole backlog."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            messages = self.consumer.consume(10000, timeout=min(0.2, max(0.01, deadline - time.monotonic())))
+        while time.monotonic() < deadline and not (until_first and self.times):
+            wait = min(0.2, max(0.01, deadline - time.monotonic()))
+            messages = self.consumer.consume(100 if until_first else 10000, timeout=wait)
             now = time.time()
             for m in messages:
                 partition, offset = m.partition(), m.offset()
@@ -115,14 +115,7 @@ def _create_topic(settings: Settings, name: str) -> None:
 
 
 def run(console: Console) -> None:
-    with tempfile.TemporaryDirectory(prefix="sc-bench-floor-") as tmp:
-        base = isolated_settings(Path(tmp) / "state")
-        stack = Stack(base)
-        stack.up()
-        try:
-            _measure(console, base, Path(tmp), broker_pids(stack))
-        finally:
-            stack.down()
+    on_private_stack("sc-bench-floor-", lambda settings, tmp, brokers: _measure(console, settings, tmp, brokers))
 
 
 def _one(console: Console, settings: Settings, variant: str, work: Path, brokers: list[int]) -> Result:
@@ -148,7 +141,7 @@ def _one(console: Console, settings: Settings, variant: str, work: Path, brokers
             progressed = time.monotonic()
             while len(arrivals.times) < RECORDS and time.monotonic() < deadline:
                 before = len(arrivals.times)
-                arrivals.poll(0.5)
+                arrivals.poll(0.5, until_first=first_cpu is None)
                 if len(arrivals.times) > before or not arrivals.times:
                     progressed = time.monotonic()
                 elif time.monotonic() - progressed > STALL_S:
@@ -172,6 +165,11 @@ def _one(console: Console, settings: Settings, variant: str, work: Path, brokers
     lo, hi = times[len(times) // 10], times[len(times) * 9 // 10]
     steady = (len(times) * 8 // 10) / (hi - lo) if hi > lo else float("nan")
     handled = len(times) - first_count
+    if handled < RECORDS // 2:
+        raise RuntimeError(
+            f"{variant}: {first_count} of {RECORDS} records arrived before the first CPU sample, too few to measure "
+            "a rate after it; raise SC_BENCH_FLOOR_RECORDS"
+        )
     cpu_ms = {k: (last_cpu[k] - first_cpu[k]) * 1000 / handled for k in last_cpu}
     result = Result(steady, times[0] - launched, cpu_ms, rss, os.getloadavg()[0])
     console.print(

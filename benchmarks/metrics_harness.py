@@ -12,9 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config, topic_name
 from speech_coach.settings import Settings
 from speech_coach.stack import Stack
-from speech_coach.stack.isolated import free_port_block, settings_env
+from speech_coach.stack.isolated import free_port_block, isolated_settings, settings_env
 from speech_coach.windows import to_ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,3 +211,15 @@ class Reader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def on_private_stack(prefix: str, measure: Callable[[Settings, Path, list[int]], None]) -> None:
+    """Run `measure(settings, workdir, broker pids)` on a local stack of its own, stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        base = isolated_settings(Path(tmp) / "state")
+        stack = Stack(base)
+        stack.up()
+        try:
+            measure(base, Path(tmp), broker_pids(stack))
+        finally:
+            stack.down()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ from benchmarks.metrics_harness import (
     OUTPUTS,
     Job,
     Reader,
-    broker_pids,
     cpu_seconds,
     job_settings,
+    on_private_stack,
     produce,
     rss_mb,
 )
@@ -37,8 +36,6 @@ from benchmarks.report import bar_chart, median, percentile, write_section
 from speech_coach.contracts.events import WindowKind, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import ensure_topics, producer_config, topic_name
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import isolated_settings
 from speech_coach.windows import SLIDING_DAYS, day_index, month_bounds, to_ms
 
 ANSWERS = int(os.environ.get("SC_BENCH_METRICS_ANSWERS", "12000"))
@@ -78,14 +75,7 @@ def _ticks(settings, at_ms: int, round_no: int) -> None:  # type: ignore[no-unty
 
 
 def run(console: Console) -> None:
-    with tempfile.TemporaryDirectory(prefix="sc-bench-metrics-") as tmp:
-        base = isolated_settings(Path(tmp) / "state")
-        stack = Stack(base)
-        stack.up()
-        try:
-            _measure(console, base, Path(tmp), broker_pids(stack))
-        finally:
-            stack.down()
+    on_private_stack("sc-bench-metrics-", lambda settings, tmp, brokers: _measure(console, settings, tmp, brokers))
 
 
 @dataclass
