@@ -141,6 +141,20 @@ def test_a_slow_transcription_api_times_out_and_falls_back_to_whisper_offline(
     assert "organic chemistry" in result.transcript.lower()
 
 
+def test_a_malformed_transcription_response_falls_back_to_whisper_offline(
+    harness: Harness, standin: OpenAIStandIn, answer_ogg: bytes
+) -> None:
+    standin.reset()
+    standin.endpoints["transcriptions"].plan.extend(["malformed"])
+    answer_id = harness.submit(answer_ogg)
+    result = harness.wait(answer_id)[answer_id]
+    assert len(standin.seen("transcriptions")) == 1  # a body that is not JSON is not retried: the SDK got a 200
+    assert result.status is ResultStatus.OK
+    assert result.engine is not None and result.engine.fallback
+    assert (result.engine.transcription_engine, result.engine.feedback_engine) == ("offline", "openai")
+    assert "organic chemistry" in result.transcript.lower()
+
+
 def test_speech_the_api_identifies_as_another_language_is_rejected(
     harness: Harness, standin: OpenAIStandIn, answer_ogg: bytes
 ) -> None:
