@@ -18,7 +18,6 @@ OpenAI API fails (500), rate-limits (429 with Retry-After), hangs or answers gar
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -116,6 +115,10 @@ def settle(p: Pipeline, timeout: float = 120) -> None:
             raise AssertionError(f"answers not settled in {timeout} s: {open_}; {_describe(p)}")
         time.sleep(0.5)
     time.sleep(3)
+
+
+def _status_counts(p: Pipeline) -> dict[str, int]:
+    return dict(p.rows("SELECT status, count(*) FROM answers GROUP BY status"))
 
 
 def _expected_outcomes(p: Pipeline, user: User) -> tuple[int, int]:
@@ -241,7 +244,7 @@ def test_broker_restart_under_live_traffic(pipeline: Pipeline) -> None:
 def test_bot_killed_mid_publish_is_taken_over_after_restart(pipeline: Pipeline) -> None:
     p = pipeline
     start = acks(p)
-    before = dict(p.rows("SELECT status, count(*) FROM answers GROUP BY status"))
+    before = _status_counts(p)
     # Downloads from Telegram hang, so the bot is caught between taking the credit and publishing.
     p.tg.file_delay_s = 30
     answer_round(p)
@@ -264,7 +267,7 @@ def test_bot_killed_mid_publish_is_taken_over_after_restart(pipeline: Pipeline) 
 def test_s3_unavailable_for_a_while(pipeline: Pipeline) -> None:
     p = pipeline
     start = acks(p)
-    before = dict(p.rows("SELECT status, count(*) FROM answers GROUP BY status"))
+    before = _status_counts(p)
     answer_round(p)
     wait_acks(p, start + LEARNERS)
     p.tg.wait_for(lambda _c: p.rows("SELECT count(*) FROM answers WHERE status = 'accepted'") == [(0,)], 30)
@@ -301,17 +304,12 @@ def test_clickhouse_down_during_ingestion(pipeline: Pipeline) -> None:
     assert "clickhouse_unreachable" in p.stack.ingest.log_file.read_text(errors="replace")
 
 
-def _status_counts(p: Pipeline) -> dict[str, int]:
-    return dict(p.rows("SELECT status, count(*) FROM answers GROUP BY status"))
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL to a process and all its descendants at once, as when the job's pod is OOM-killed."""
+def _kill_group(pid: int) -> None:
+    """SIGKILL to a part's whole process group in one call (the stack starts each part as a group leader), as
+    when the job's pod is OOM-killed."""
     root = psutil.Process(pid)
     procs = [root, *root.children(recursive=True)]
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
+    os.killpg(pid, signal.SIGKILL)
     psutil.wait_procs(procs, timeout=15)
 
 
@@ -327,7 +325,7 @@ def test_answer_job_killed_and_restarted_from_its_checkpoint(pipeline: Pipeline,
     p.tg.wait_for(lambda _c: _status_counts(p).get("delivered", 0) > before.get("delivered", 0), 60)
     running = p.stack.answer_job.running()
     assert running is not None
-    _kill_tree(running.pid)
+    _kill_group(running.pid)
     in_flight = p.rows("SELECT count(*) FROM answers WHERE status NOT IN ('delivered', 'rejected', 'failed')")[0][0]
     assert in_flight >= 1, "the kill came after the round was done: nothing was in flight"
     standin.latency_s = 0
