@@ -19,11 +19,7 @@ import psutil
 from rich.console import Console
 
 from benchmarks.report import bar_chart, median, percentile, write_section
-from speech_coach.audio.tts import synthesize, to_ogg_opus
-from speech_coach.speech.wer import wer
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import isolated_settings
-from tests.answers_support import (
+from control.harness.answer_job import (
     ANSWERS_45S,
     Collector,
     Producer,
@@ -35,6 +31,10 @@ from tests.answers_support import (
     start_job,
     upload,
 )
+from control.stack import Stack
+from control.stack.isolated import isolated_settings
+from speech_coach.audio.tts import synthesize, to_ogg_opus
+from speech_coach.speech.wer import wer
 
 VOICES = [("en-us", 150, 50), ("en", 145, 40), ("en-us", 160, 60), ("en-GB-x-rp", 150, 45)]
 LATENCY_ANSWERS = 12  # one at a time

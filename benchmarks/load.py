@@ -24,7 +24,7 @@ from rich.console import Console
 
 from benchmarks.answers import job_stage_times
 from benchmarks.report import bar_chart, percentile, write_section
-from tests.pipeline_support import Pipeline, ask_and_answer, outcome_messages, running_pipeline, wait_feedback_count
+from control.harness.pipeline import Pipeline, ask_and_answer, outcome_messages, running_pipeline, wait_feedback_count
 
 
 @dataclass

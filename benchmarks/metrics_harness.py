@@ -22,12 +22,12 @@ from pathlib import Path
 import psutil
 from confluent_kafka import Consumer, Producer
 
+from control.stack import Stack
+from control.stack.isolated import free_port_block, isolated_settings, settings_env
 from speech_coach.contracts.events import DeadLetter, Event, WindowedMetrics, WindowedVocabulary, decode, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config, topic_name
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import free_port_block, isolated_settings, settings_env
 from speech_coach.windows import to_ms
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.report import bar_chart, median, percentile, write_section
+from control.stack import Stack
+from control.stack.isolated import isolated_settings
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import isolated_settings
 
 RUNS = 3
 MESSAGES = 2000

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from benchmarks.report import bar_chart, median, write_section
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import isolated_settings
+from control.stack import Stack
+from control.stack.isolated import isolated_settings
 from warehouse.client import connect
 from warehouse.dbt import run_dbt
 from warehouse.generate import generate

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+
 from speech_coach.contracts.topics import COMPACTED_TOPICS, Topic
 from speech_coach.settings import Settings
 
@@ -89,3 +91,27 @@ def ensure_topics(settings: Settings, topics: Iterable[Topic] = tuple(Topic), ti
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return created
+
+
+def kafka_consumer(settings: Settings, group_id: str) -> Consumer:
+    """A quiet consumer for reading offsets and single records without joining its group."""
+    return Consumer(consumer_config(settings, group_id, **{"log_level": 3, "enable.partition.eof": False}))
+
+
+def consumer_lag(
+    settings: Settings, group_id: str, topics: Iterable[Topic] = tuple(Topic)
+) -> dict[tuple[str, int], int]:
+    """Records each partition holds beyond the group's committed offset (all of them if none committed)."""
+    consumer = kafka_consumer(settings, group_id)
+    try:
+        names = [topic_name(settings, t) for t in topics]
+        metadata = consumer.list_topics(timeout=10).topics
+        partitions = [TopicPartition(name, p) for name in names if name in metadata for p in metadata[name].partitions]
+        committed = consumer.committed(partitions, timeout=10) if partitions else []
+        lag = {}
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            lag[(tp.topic, tp.partition)] = max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return lag
+    finally:
+        consumer.close()

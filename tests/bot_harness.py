@@ -13,14 +13,15 @@ import psycopg
 from confluent_kafka import Consumer, Producer
 
 from bot.app import BotApp
+from control.harness.telegram import TOKEN, TelegramStandIn, onboard
+
+__all__ = ["ADMIN_ID", "TOKEN", "RunningBot", "bot_settings", "onboard", "publish", "read_topic", "rows"]
+from control.stack.isolated import free_port_block
 from speech_coach.contracts.events import Event, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import consumer_config, producer_config, topic_name
 from speech_coach.settings import Settings
-from speech_coach.stack.isolated import free_port_block
-from tests.telegram_stand_in import TelegramStandIn, User
 
-TOKEN = "123456789:TEST-token-for-the-stand-in"
 ADMIN_ID = 4242
 
 
@@ -131,18 +132,3 @@ def read_topic(settings: Settings, topic: Topic, count: int, timeout: float = 20
 def rows(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(settings.postgres_url) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-def onboard(tg: TelegramStandIn, track: str | None = None, timeout: float = 30) -> User:
-    """A new learner: /start, English, consent, and the first question of `track` if given."""
-    user = User(tg)
-    user.text("/start")
-    user.wait_sent(1, timeout=timeout)
-    user.press("English")
-    user.wait_sent(2)
-    user.press("I agree")
-    user.wait_sent(3)
-    if track is not None:
-        user.press(track)
-        user.wait_sent(4)
-    return user

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from control.stack import Stack
+from control.stack.isolated import free_port_block, isolated_settings, settings_env
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import free_port_block, isolated_settings, settings_env
 
 if TYPE_CHECKING:  # the bot's harness imports aiogram; only the bot's tests pay for that
+    from control.harness.telegram import TelegramStandIn
     from tests.bot_harness import RunningBot
-    from tests.telegram_stand_in import TelegramStandIn
 
 make_settings = isolated_settings
 __all__ = ["free_port_block", "make_settings", "settings_env"]
@@ -94,7 +94,7 @@ def pg_database(stack: Stack) -> Iterator[str]:
 @pytest.fixture
 def ch_database(stack: Stack) -> Iterator[str]:
     """Name of a fresh ClickHouse database, dropped afterwards."""
-    from speech_coach.stack.clickhouse import clickhouse_client
+    from warehouse.client import clickhouse_client
 
     name = unique("test")
     client = clickhouse_client(stack.settings.clickhouse_url, database="default")
@@ -121,8 +121,8 @@ def s3_bucket(stack: Stack) -> Iterator[str]:
 
 @pytest.fixture
 def tg() -> Iterator[TelegramStandIn]:
+    from control.harness.telegram import TelegramStandIn
     from tests.bot_harness import TOKEN
-    from tests.telegram_stand_in import TelegramStandIn
 
     stand_in = TelegramStandIn(TOKEN).start()
     yield stand_in

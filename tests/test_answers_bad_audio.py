@@ -1,4 +1,4 @@
-"""Bad audio through the answer pipeline's own code (speech_coach.answers.AnswerProcessor, what the answer job
+"""Bad audio through the answer pipeline's own code (flink_jobs.answers.pipeline.AnswerProcessor, what the answer job
 runs on its workers), with real S3, ffmpeg, voice activity detection and faster-whisper, on OGG/Opus generated
 here. Each bad input must end as a rejected result the learner can read plus a dead letter with the same reason,
 or, where the audio is usable after all, as normal feedback; never as an exception (docs/reliability.md)."""
@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from speech_coach.answers import AnswerProcessor
+from control.harness.answer_job import ANSWER_45S, audio_bucket, ffmpeg_of, raw_answer, speech_ogg, upload
+from control.stack import Stack
+from flink_jobs.answers.pipeline import AnswerProcessor
 from speech_coach.audio.tts import Speech, add_noise, silence, to_ogg_opus
 from speech_coach.contracts import DeadLetter, FeedbackResult, ResultStatus, encode
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
-from tests.answers_support import ANSWER_45S, audio_bucket, ffmpeg_of, raw_answer, speech_ogg, upload
 
 pytestmark = pytest.mark.stack
 

@@ -20,12 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from speech_coach.contracts import ResultStatus
-from speech_coach.s3 import s3_client
-from speech_coach.speech.wer import wer
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import settings_env
-from tests.answers_support import (
+from control.harness.answer_job import (
     ANSWER_45S,
     ANSWERS_45S,
     RUSSIAN_ANSWER,
@@ -38,10 +33,15 @@ from tests.answers_support import (
     start_job,
     upload,
 )
+from control.harness.telegram import TelegramStandIn
+from control.stack import Stack
+from control.stack.isolated import settings_env
+from speech_coach.contracts import ResultStatus
+from speech_coach.s3 import s3_client
+from speech_coach.speech.wer import wer
 from tests.bot_harness import TOKEN, bot_settings, onboard
 from tests.observability_assets import http_status, referenced, scrape
 from tests.otlp_collector import OtlpCollector
-from tests.telegram_stand_in import TelegramStandIn
 
 pytestmark = pytest.mark.stack
 

@@ -7,9 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from control.harness.answer_job import (
+    ANSWER_45S,
+    Harness,
+    audio_bucket,
+    job_settings,
+    plain_text,
+    speech_ogg,
+    start_job,
+)
+from control.stack import Stack
 from speech_coach.contracts import ResultStatus
-from speech_coach.stack import Stack
-from tests.answers_support import ANSWER_45S, Harness, audio_bucket, job_settings, plain_text, speech_ogg, start_job
 from tests.openai_standin import OpenAIStandIn
 
 pytestmark = pytest.mark.stack

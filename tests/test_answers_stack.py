@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from control.stack import Stack
+from control.stack.isolated import free_port_block
 from speech_coach.settings import DagsterSettings, MetricsSettings, WarehouseSettings
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import free_port_block
 from tests.conftest import using_servers_of
 
 pytestmark = pytest.mark.stack
@@ -37,8 +37,8 @@ def test_make_run_starts_and_stops_the_answer_job(stack: Stack, tmp_path: Path) 
 
 
 def test_the_job_process_gets_every_setting(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from control.stack.isolated import settings_env as as_environment
     from speech_coach.settings import Settings
-    from speech_coach.stack.isolated import settings_env as as_environment
 
     settings = using_servers_of(stack, tmp_path / "state", openai={"api_key": "sk-abc", "base_url": "http://x/v1"})
     env = as_environment(settings)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from speech_coach.answers import REJECTION_REASONS
+from flink_jobs.answers.pipeline import REJECTION_REASONS
 from speech_coach.audio import SAMPLE_RATE, AudioError, decode
 from speech_coach.audio.tts import Speech, add_noise, encode, silence, synthesize, to_ogg_opus
 from speech_coach.contracts import RawVoiceAnswer
@@ -189,8 +189,8 @@ def test_the_llm_schema_is_strict_and_bounded_by_the_scale(track: object) -> Non
 
 
 def test_a_short_repetition_loop_is_not_english_but_real_answers_are() -> None:
+    from control.harness.answer_job import ANSWERS_45S, plain_text
     from speech_coach.speech.transcribe import LOOP_SHARE, repeated_share
-    from tests.answers_support import ANSWERS_45S, plain_text
 
     loop = "I'm not sure if I can see it, but I'm not sure if I can see it. I'm not sure if I can see it."
     assert repeated_share(loop) >= LOOP_SHARE

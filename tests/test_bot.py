@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from control.harness.telegram import TelegramStandIn, User, check_html, transcript
+from control.stack import Stack
 from speech_coach.audio.tts import synthesize, to_ogg_opus
 from speech_coach.contracts.events import (
     FeedbackResult,
@@ -28,10 +30,8 @@ from speech_coach.contracts.events import (
 from speech_coach.contracts.topics import Topic
 from speech_coach.s3 import s3_client
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
 from speech_coach.tools import find_ffmpeg
 from tests.bot_harness import ADMIN_ID, RunningBot, bot_settings, publish, read_topic, rows
-from tests.telegram_stand_in import TelegramStandIn, User, check_html, transcript
 
 pytestmark = pytest.mark.stack
 

@@ -12,13 +12,13 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
+from control.harness.telegram import BOT_USER, TelegramStandIn, User
+from control.stack import Stack
 from speech_coach.contracts.events import DeadLetter, decode_as
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import producer_config, topic_name
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
 from tests.bot_harness import ADMIN_ID, RunningBot, bot_settings, read_topic, rows
-from tests.telegram_stand_in import BOT_USER, TelegramStandIn, User
 from tests.test_bot_ops import post
 
 pytestmark = pytest.mark.stack

@@ -20,18 +20,18 @@ from confluent_kafka import Producer
 
 from bot import repo
 from bot.db import Database
+from control.harness.telegram import TelegramStandIn, User
+from control.stack import Stack
+from control.stack.isolated import free_port_block
+from control.stack.isolated import settings_env as full_settings_env
 from speech_coach.audio.tts import to_ogg_opus, tone
 from speech_coach.contracts.topics import Topic
 from speech_coach.db import upgrade
 from speech_coach.s3 import s3_client
 from speech_coach.settings import DagsterSettings, Settings
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import free_port_block
-from speech_coach.stack.isolated import settings_env as full_settings_env
 from speech_coach.tools import find_ffmpeg
 from tests.bot_harness import TOKEN, RunningBot, bot_settings, onboard, read_topic, rows
 from tests.conftest import using_servers_of
-from tests.telegram_stand_in import TelegramStandIn, User
 
 pytestmark = pytest.mark.stack
 
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.stack
 def cli(settings: Settings, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | full_settings_env(settings)
     return subprocess.run(
-        [sys.executable, "-m", "speech_coach.cli", *args], env=env | {"COLUMNS": "200"}, capture_output=True,
+        [sys.executable, "-m", "control.cli", *args], env=env | {"COLUMNS": "200"}, capture_output=True,
         text=True, timeout=timeout, check=False, cwd=settings.state_dir.parent,
     )  # fmt: skip
 

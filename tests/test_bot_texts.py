@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from bot.formatting import LIMIT, feedback_messages
 from bot.i18n import LOCALES, make_i18n
+from control.harness.telegram import check_html
 from speech_coach.contracts.events import FeedbackResult, KeyMetrics, ResultStatus, RubricScore, TaskType, Track
-from tests.telegram_stand_in import check_html
 
 ROOT = Path(__file__).resolve().parents[1]
 

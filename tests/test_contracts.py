@@ -208,11 +208,11 @@ def test_docs_list_every_topic_and_event() -> None:
 
 
 def test_generated_reference_is_current() -> None:
-    from speech_coach.reference import env_example, events_reference
+    from control.reference import env_example, events_reference
 
     assert events_reference() in (ROOT / "docs" / "events.md").read_text(), (
-        "docs/events.md is stale: python -m speech_coach.reference events"
+        "docs/events.md is stale: python -m control.reference events"
     )
     assert (ROOT / ".env.example").read_text() == env_example(), (
-        ".env.example is stale: python -m speech_coach.reference env > .env.example"
+        ".env.example is stale: python -m control.reference env > .env.example"
     )

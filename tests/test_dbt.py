@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
+from control.stack import Stack
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
 from warehouse.client import connect
 from warehouse.dbt import run_dbt
 from warehouse.generate import generate

@@ -8,10 +8,10 @@ import uuid
 import psycopg
 import pytest
 
+from control.stack import Stack
 from speech_coach.kafka import consumer_config, producer_config
 from speech_coach.s3 import s3_client
-from speech_coach.stack import Stack
-from speech_coach.stack.clickhouse import clickhouse_client
+from warehouse.client import clickhouse_client
 
 pytestmark = pytest.mark.stack
 

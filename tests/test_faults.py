@@ -1,6 +1,6 @@
 """Faults injected into a live stream of answers, end to end (issue #10).
 
-One pipeline for the whole module (tests/pipeline_support.py), every part a real process: the bot, the answer job
+One pipeline for the whole module (control/harness/pipeline.py), every part a real process: the bot, the answer job
 and ingestion, on servers of their own so each can be stopped and started (the broker keeps its log in an S3
 store of its own, as production Kafka does not depend on the audio store). PostgreSQL is the session's. The job
 transcribes and scores through the OpenAI stand-in (the real openai SDK), with the offline engines as fallback.
@@ -33,13 +33,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from speech_coach.contracts import Topic, decode
-from speech_coach.kafka import consumer_config, topic_name
-from speech_coach.settings import Settings
-from speech_coach.stack import Stack
-from tests.answers_support import plain_text
-from tests.openai_standin import OpenAIStandIn
-from tests.pipeline_support import (
+from control.harness.answer_job import plain_text
+from control.harness.pipeline import (
     SPEECH,
     Pipeline,
     ask_and_answer,
@@ -48,7 +43,12 @@ from tests.pipeline_support import (
     restart,
     running_pipeline,
 )
-from tests.telegram_stand_in import User
+from control.harness.telegram import User
+from control.stack import Stack
+from speech_coach.contracts import Topic, decode
+from speech_coach.kafka import consumer_config, topic_name
+from speech_coach.settings import Settings
+from tests.openai_standin import OpenAIStandIn
 
 pytestmark = pytest.mark.stack
 

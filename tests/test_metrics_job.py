@@ -18,11 +18,11 @@ import pytest
 
 from benchmarks.answer_events import START, Generated, answer_pair, generate
 from benchmarks.metrics_harness import Job, Reader, job_settings, produce
+from control.stack import Stack
 from flink_jobs.common import latest_checkpoint
 from speech_coach.contracts.events import Event, encode
 from speech_coach.contracts.topics import Topic
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
 from speech_coach.windows import Results, answer_from, comparable, recompute, to_ms
 from tests.observability_assets import http_status, scrape
 

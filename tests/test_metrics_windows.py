@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from benchmarks.answer_events import START, answer_pair, generate
-from flink_jobs.metrics.functions import Answer, LearnerState, LearnerWindows, Pending, Topics, to_record
+from flink_jobs.metrics.pipeline import Answer, LearnerState, LearnerWindows, Pending, Topics, to_record
 from speech_coach.contracts.events import (
     DeadLetter,
     Event,
@@ -338,7 +338,7 @@ def test_bad_records_on_both_input_topics_become_dead_letters_with_their_reason(
     event_type: str, template: bytes, reason: str
 ) -> None:
     # What the job's Decode operator does with a record that fails its contract: a dead letter, bytes intact.
-    from flink_jobs.metrics.functions import dead_letter
+    from flink_jobs.metrics.pipeline import dead_letter
     from speech_coach.contracts.events import ContractError, DeadLetter, decode_as
 
     data = template.replace(b"%s", event_type.encode())

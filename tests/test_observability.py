@@ -15,6 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
+from control.stack.isolated import free_port_block
 from speech_coach.observability import (
     HealthServer,
     context_from_headers,
@@ -26,7 +27,6 @@ from speech_coach.observability import (
 )
 from speech_coach.observability.tracing import shutdown_tracing
 from speech_coach.settings import Settings
-from speech_coach.stack.isolated import free_port_block
 from tests.conftest import make_settings
 from tests.observability_assets import DASHBOARDS, RULE_FILES, defined, expressions, referenced
 from tests.otlp_collector import OtlpCollector
@@ -189,9 +189,9 @@ def test_tracing_is_a_no_op_without_an_endpoint(tmp_path: Path) -> None:
 
 @pytest.mark.stack
 def test_pipeline_health_reads_lag_last_feedback_and_dead_letters(wh_settings: Settings) -> None:  # noqa: F811
+    from control.pipeline import pipeline_health, platform_consumers
     from speech_coach.contracts import Topic
     from speech_coach.kafka import ensure_topics, topic_name
-    from speech_coach.pipeline import pipeline_health, platform_consumers
 
     ensure_topics(wh_settings)
     empty = pipeline_health(wh_settings, platform_consumers(wh_settings))

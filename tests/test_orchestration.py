@@ -12,13 +12,13 @@ import frictionless
 import pytest
 from confluent_kafka import Producer
 
+from control.stack import Stack
+from control.stack.isolated import settings_env
 from speech_coach.contracts import encode
 from speech_coach.kafka import producer_config, topic_name
 from speech_coach.privacy import pseudonym
 from speech_coach.s3 import s3_client
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import settings_env
 from tests.test_contracts import samples
 from warehouse.client import connect
 from warehouse.generate import generate
@@ -159,6 +159,7 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     import json
     import urllib.request
 
+    from control.stack.isolated import free_port_block
     from speech_coach.settings import (
         AnswersSettings,
         DagsterSettings,
@@ -166,7 +167,6 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
         MetricsSettings,
         WarehouseSettings,
     )
-    from speech_coach.stack.isolated import free_port_block
     from tests.conftest import unique, using_servers_of
 
     ports = free_port_block(2)

@@ -11,11 +11,11 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
+from control.harness.telegram import TelegramStandIn, User
+from control.stack import Stack
 from speech_coach.logging import configure_logging
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
 from tests.bot_harness import TOKEN, RunningBot, bot_settings
-from tests.telegram_stand_in import TelegramStandIn, User
 from tests.test_bot_ops import post
 
 pytestmark = pytest.mark.stack

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from speech_coach.stack import Stack
-from speech_coach.stack.clickhouse import identifier
+from control.stack import Stack
+from warehouse.client import identifier
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["bot", "speech_coach", "warehouse", "orchestration", "flink_jobs", "benchmarks"]
@@ -28,9 +28,9 @@ REVIEWED: dict[tuple[str, str], str] = {
         "column names from an allow-list (asserted above the statement); values bound",
     ("speech_coach/db/questions.py", "f\"INSERT INTO questions ({', '.join(COLUMNS)}, updated_at) VALUES "):
         "column names and placeholders from the COLUMNS constant; values bound",
-    ("speech_coach/stack/clickhouse.py", "f'CREATE DATABASE IF NOT EXISTS `{identifier(database)}`'"):
+    ("control/stack/clickhouse.py", "f'CREATE DATABASE IF NOT EXISTS `{identifier(database)}`'"):
         "database name checked by identifier()",
-    ("speech_coach/stack/clickhouse_server.py", "SERVE_SQL"): "module constant",
+    ("control/stack/clickhouse_server.py", "SERVE_SQL"): "module constant",
     ("warehouse/client.py", "f'CREATE DATABASE IF NOT EXISTS `{_identifier(name)}`'"):
         "database name checked by identifier()",
     ("warehouse/client.py", "f\"INSERT INTO `{_identifier(table)}` ({', '.join((f'`{_identifier(c)}`' for c "):
@@ -46,7 +46,7 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("warehouse/migrate.py", "statement"): "statements of the repository's migration files",
     ("orchestration/domains/learners.py", "sql"): "module constants (LEARNERS_SQL, LEDGER_SQL)",
     ("orchestration/domains/quality.py", "sql"): "module constants of the expectation suites",
-    ("orchestration/simulator/run.py", "f'SELECT count() FROM {t} FINAL WHERE answer_id IN %(ids)s'"):
+    ("control/simulator/run.py", "f'SELECT count() FROM {t} FINAL WHERE answer_id IN %(ids)s'"):
         "table names from a constant tuple; answer ids bound",
 }  # fmt: skip
 

@@ -80,8 +80,8 @@ def test_settings_env_round_trips_every_setting(tmp_path) -> None:
     import os
     from unittest import mock
 
+    from control.stack.isolated import settings_env
     from speech_coach.settings import Settings
-    from speech_coach.stack.isolated import settings_env
     from tests.conftest import make_settings
 
     parent = make_settings(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from control.stack import Stack
+from control.stack.isolated import free_port_block
 from speech_coach.contracts import ResultStatus
 from speech_coach.settings import (
     AnswersSettings,
@@ -19,8 +21,6 @@ from speech_coach.settings import (
     S3Settings,
     WarehouseSettings,
 )
-from speech_coach.stack import Stack
-from speech_coach.stack.isolated import free_port_block
 from tests.conftest import using_servers_of
 
 pytestmark = pytest.mark.stack
@@ -29,8 +29,8 @@ pytestmark = pytest.mark.stack
 def test_simulated_learners_flow_through_the_whole_platform(
     stack: Stack, tmp_path: Path, ch_database: str, pg_database: str
 ) -> None:
-    from orchestration.simulator import cli
-    from orchestration.simulator.run import simulate
+    from control.simulator import cli
+    from control.simulator.run import simulate
     from warehouse.client import connect
 
     s = stack.settings

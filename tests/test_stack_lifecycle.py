@@ -16,8 +16,8 @@ import pytest
 from speech_coach.kafka import consumer_config, producer_config
 from speech_coach.s3 import ensure_bucket, s3_client
 from speech_coach.settings import Settings
-from speech_coach.stack.clickhouse import clickhouse_client
 from tests.conftest import make_settings, settings_env
+from warehouse.client import clickhouse_client
 
 pytestmark = pytest.mark.stack
 
@@ -26,7 +26,7 @@ def cli(settings: Settings, *args: str, extra_env: dict[str, str] | None = None,
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
     env |= settings_env(settings) | (extra_env or {}) | {"COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "speech_coach.cli", *args],
+        [sys.executable, "-m", "control.cli", *args],
         env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from control.stack import Stack
 from speech_coach.contracts import Event, LearnerDeletionRequest, Topic, encode
 from speech_coach.kafka import producer_config, topic_name
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack
 from tests.test_contracts import samples
 from warehouse.client import connect
 from warehouse.ingest import Ingestor
@@ -118,8 +118,8 @@ def test_a_bounded_run_fails_visibly_while_clickhouse_is_down_and_loses_nothing(
     # Dagster asset's, retries until its time is up, then fails; nothing was committed, so the next run has all.
     from clickhouse_driver.errors import NetworkError
 
-    from speech_coach.stack.clickhouse import clickhouse_client
-    from speech_coach.stack.isolated import free_port_block
+    from control.stack.isolated import free_port_block
+    from warehouse.client import clickhouse_client
     from warehouse.ingest import RETRIES
 
     client = connect(wh_settings)

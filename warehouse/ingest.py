@@ -35,9 +35,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from prometheus_client import Counter, Gauge, Histogram
 
 from speech_coach.contracts import ContractError, LearnerDeletionRequest, Topic, decode
-from speech_coach.kafka import consumer_config, ensure_topics, topic_name
+from speech_coach.kafka import consumer_config, consumer_lag, ensure_topics, topic_name
 from speech_coach.logging import get_logger
-from speech_coach.pipeline import consumer_lag
 from speech_coach.settings import Settings
 from warehouse.client import connect, insert
 from warehouse.rows import LEARNER_TABLES, rows_for

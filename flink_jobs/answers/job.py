@@ -1,4 +1,4 @@
-"""PyFlink answer job. The per-answer logic lives in the core (`speech_coach.answers.AnswerProcessor`); this file
+"""PyFlink answer job. The per-answer logic lives in the core (`flink_jobs.answers.pipeline.AnswerProcessor`); this file
 wires it between the Kafka source and sink and loads the models once per Python worker, in `open()`.
 
     python -m flink_jobs.answers            # local MiniCluster, or SC_FLINK__JOBMANAGER for a remote cluster
@@ -13,6 +13,7 @@ from typing import Any
 from pyflink.common import Configuration, Row, WatermarkStrategy
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
+from flink_jobs.answers.pipeline import REJECTION_REASONS
 from flink_jobs.common import (
     OUTPUT_TYPE,
     environment,
@@ -23,7 +24,6 @@ from flink_jobs.common import (
     output,
     run_until_stopped,
 )
-from speech_coach.answers import REJECTION_REASONS
 from speech_coach.contracts.events import DeadLetter, FeedbackResult
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import ensure_topics
@@ -70,7 +70,7 @@ class ProcessAnswer(FlatMapFunction):  # type: ignore[misc]
         self.announced = False
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from speech_coach.answers import AnswerProcessor
+        from flink_jobs.answers.pipeline import AnswerProcessor
         from speech_coach.observability import setup_tracing
 
         configure_logging(self.settings.log.level, self.settings.log.json_output, self.settings.secret_values())

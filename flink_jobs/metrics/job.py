@@ -23,7 +23,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.java_gateway import get_gateway
 
 from flink_jobs.common import OUTPUT_TYPE, MetricsScope, environment, kafka_sink, kafka_source
-from flink_jobs.metrics.functions import (
+from flink_jobs.metrics.pipeline import (
     Answer,
     LearnerState,
     LearnerWindows,
@@ -51,7 +51,7 @@ METRIC_GROUP = "speech_coach_metrics"
 
 def prometheus_names() -> set[str]:
     """The job's counters as Flink's Prometheus reporter names them."""
-    from flink_jobs.metrics.functions import LearnerWindows
+    from flink_jobs.metrics.pipeline import LearnerWindows
 
     prefix = f"flink_taskmanager_job_task_operator_{METRIC_GROUP}_"
     return {prefix + name for name in [*LearnerWindows.COUNTED, "invalid_records"]}

@@ -65,7 +65,7 @@ ingestion_job = dg.define_asset_job("ingestion", selection=dg.AssetSelection.ass
 @dg.sensor(job=ingestion_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def ingestion_lag_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource) -> dg.SensorResult:
     """Start ingestion whenever any topic has records the warehouse has not ingested yet."""
-    from speech_coach.pipeline import consumer_lag
+    from speech_coach.kafka import consumer_lag
 
     s = settings.get()
     lag = consumer_lag(s, s.warehouse.ingest_group_id)

@@ -10,16 +10,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from control.stack.base import ManagedPart, PartStatus, StackError
+from control.stack.bot import BotPart
+from control.stack.broker import BrokerPart
+from control.stack.clickhouse import ClickHousePart
+from control.stack.dagster import DagsterDaemonPart, DagsterWebserverPart
+from control.stack.flink_jobs import answer_job_part, metrics_job_part
+from control.stack.objectstore import ObjectStorePart
+from control.stack.postgres import PostgresPart
+from control.stack.services import ingest_part
 from speech_coach.settings import Settings
-from speech_coach.stack.base import ManagedPart, PartStatus, StackError
-from speech_coach.stack.bot import BotPart
-from speech_coach.stack.broker import BrokerPart
-from speech_coach.stack.clickhouse import ClickHousePart
-from speech_coach.stack.dagster import DagsterDaemonPart, DagsterWebserverPart
-from speech_coach.stack.flink_jobs import answer_job_part, metrics_job_part
-from speech_coach.stack.objectstore import ObjectStorePart
-from speech_coach.stack.postgres import PostgresPart
-from speech_coach.stack.services import ingest_part
 from speech_coach.tools import ToolError, find_ffmpeg, find_java
 
 

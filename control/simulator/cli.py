@@ -28,8 +28,8 @@ def simulate_cmd(
     timeout: float = typer.Option(600.0, help="longest wait for all feedback, in seconds"),
 ) -> None:
     """Bring up the platform (if needed), push simulated voice answers through it, and show what came out."""
-    from orchestration.simulator.run import simulate
-    from speech_coach.stack import Stack, StackError
+    from control.simulator.run import simulate
+    from control.stack import Stack, StackError
 
     settings = Settings()
     out = out or settings.state_dir / "simulation"

@@ -22,6 +22,12 @@ from typing import Any
 import psycopg
 from pydantic import SecretStr
 
+from control.harness.answer_job import ANSWER_45S
+from control.harness.telegram import TOKEN, Call, TelegramStandIn, User, onboard
+from control.stack import Stack
+from control.stack.broker import BrokerPart
+from control.stack.isolated import free_port_block, isolated_settings
+from control.stack.objectstore import ObjectStorePart
 from speech_coach.audio.tts import synthesize, to_ogg_opus, tone
 from speech_coach.settings import (
     AnswersSettings,
@@ -33,14 +39,7 @@ from speech_coach.settings import (
     Settings,
     WarehouseSettings,
 )
-from speech_coach.stack import Stack
-from speech_coach.stack.broker import BrokerPart
-from speech_coach.stack.isolated import free_port_block, isolated_settings
-from speech_coach.stack.objectstore import ObjectStorePart
 from speech_coach.tools import find_ffmpeg
-from tests.answers_support import ANSWER_45S
-from tests.bot_harness import TOKEN, onboard
-from tests.telegram_stand_in import Call, TelegramStandIn, User
 
 TRACK = "TOEFL Task 1 (independent)"
 # About 15 s of real English: long enough to be assessed, short enough to keep transcription cheap.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from control.stack.base import ManagedPart, StackError, describe_exc, tcp_reachable
 from speech_coach.kafka import client_config
-from speech_coach.stack.base import ManagedPart, StackError, describe_exc, tcp_reachable
 
 
 def tansu_binary() -> Path:

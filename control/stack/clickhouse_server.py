@@ -1,6 +1,6 @@
 """A loopback ClickHouse server (native TCP + HTTP) out of the chdb-core wheel.
 
-`python -m speech_coach.stack.clickhouse_server --data-dir D --tcp-port P --http-port Q [--host H]`
+`python -m control.stack.clickhouse_server --data-dir D --tcp-port P --http-port Q [--host H]`
 
 clickhouse-local 26.x serves the network protocols only while one query runs, and each `_chdb.query` call
 is a whole clickhouse-local run, so the LISTEN statements and a never-ending query must be one call. The

@@ -1,6 +1,6 @@
 """Generated reference documents: `.env.example` from the settings and `docs/events.md` tables.
 
-`python -m speech_coach.reference env > .env.example` and `python -m speech_coach.reference events`
+`python -m control.reference env > .env.example` and `python -m control.reference events`
 rewrite them; tests fail when either drifts from the code.
 """
 
@@ -20,7 +20,7 @@ from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Topic
 from speech_coach.settings import Settings
 
 EVENTS_DOC = Path(__file__).resolve().parents[1] / "docs" / "events.md"
-BEGIN, END = "<!-- BEGIN GENERATED: python -m speech_coach.reference events -->", "<!-- END GENERATED -->"
+BEGIN, END = "<!-- BEGIN GENERATED: python -m control.reference events -->", "<!-- END GENERATED -->"
 
 
 def _default(field: FieldInfo) -> str:
@@ -149,4 +149,4 @@ if __name__ == "__main__":
     elif what == "events":
         write_events_doc()
     else:
-        sys.exit("usage: python -m speech_coach.reference env|events")
+        sys.exit("usage: python -m control.reference env|events")

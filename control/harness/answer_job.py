@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from control.stack.isolated import free_port_block, settings_env
 from speech_coach.audio.tts import Speech, synthesize, to_ogg_opus
 from speech_coach.contracts import DeadLetter, Event, FeedbackResult, RawVoiceAnswer, Topic, decode, encode
 from speech_coach.kafka import consumer_config, ensure_topics, producer_config, topic_name
 from speech_coach.s3 import ensure_bucket, s3_client
 from speech_coach.settings import Settings
-from speech_coach.stack.isolated import free_port_block, settings_env
 from speech_coach.tools import find_ffmpeg
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A TOEFL Task 1 answer of about 45 s at espeak's 150 wpm, with pauses of known length (SSML breaks).
 ANSWER_45S = (

@@ -9,9 +9,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from control.stack.base import ManagedPart
+from control.stack.isolated import settings_env
 from speech_coach.settings import Settings
-from speech_coach.stack.base import ManagedPart
-from speech_coach.stack.isolated import settings_env
 
 
 class ServicePart(ManagedPart):

@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+# The token the bot under test uses; the stand-in serves exactly this one.
+TOKEN = "123456789:TEST-token-for-the-stand-in"
 BOT_USER = {"id": 777000111, "is_bot": True, "first_name": "Speech Coach", "username": "speech_coach_test_bot"}
 JSON_FIELDS = {
     "reply_markup",
@@ -401,3 +403,18 @@ def transcript(tg: TelegramStandIn, chat_id: int) -> str:
         elif call.method == "sendInvoice":
             lines.append(f"**Bot:** 🧾 invoice {call.params['title']} ({call.params['currency']})")
     return "\n\n".join(lines) + "\n"
+
+
+def onboard(tg: TelegramStandIn, track: str | None = None, timeout: float = 30) -> User:
+    """A new learner: /start, English, consent, and the first question of `track` if given."""
+    user = User(tg)
+    user.text("/start")
+    user.wait_sent(1, timeout=timeout)
+    user.press("English")
+    user.wait_sent(2)
+    user.press("I agree")
+    user.wait_sent(3)
+    if track is not None:
+        user.press(track)
+        user.wait_sent(4)
+    return user

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from control.stack.services import ServicePart
 from speech_coach.settings import Settings
-from speech_coach.stack.services import ServicePart
 
 
 class BotPart(ServicePart):

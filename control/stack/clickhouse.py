@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from speech_coach.stack.base import ManagedPart, StackError, describe_exc, tcp_reachable
-
-# The driver logs a full traceback for every refused connection; health checks expect refusals.
-logging.getLogger("clickhouse_driver.connection").setLevel(logging.CRITICAL)
-
-
-def identifier(name: str) -> str:
-    """`name` if it is a plain identifier (letters, digits, underscores), to quote with backticks in SQL; names
-    cannot be bound parameters, so anything else is refused rather than escaped."""
-    if not name or not name.replace("_", "").isalnum() or not name.isascii():
-        raise ValueError(f"not a plain identifier: {name!r}")
-    return name
-
-
-def clickhouse_client(url: str, *, connect_timeout: float = 5, database: str | None = None) -> Any:
-    from clickhouse_driver import Client
-
-    client = Client.from_url(url)
-    client.connection.connect_timeout = connect_timeout
-    if database is not None:
-        client.connection.database = database
-    return client
+from control.stack.base import ManagedPart, StackError, describe_exc, tcp_reachable
+from warehouse.client import clickhouse_client, identifier
 
 
 class ClickHousePart(ManagedPart):
@@ -51,7 +30,7 @@ class ClickHousePart(ManagedPart):
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "speech_coach.stack.clickhouse_server",
+            sys.executable, "-m", "control.stack.clickhouse_server",
             "--data-dir", str(self.data_dir),
             "--host", self.host,
             "--tcp-port", str(self.settings.clickhouse.tcp_port),

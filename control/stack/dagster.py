@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from speech_coach.stack.base import ManagedPart
-from speech_coach.stack.isolated import settings_env
+from control.stack.base import ManagedPart
+from control.stack.isolated import settings_env
 
 CODE_LOCATION = "orchestration.definitions"
 

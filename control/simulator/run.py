@@ -55,7 +55,7 @@ class Simulation:
 @contextmanager
 def _settings_in_environment(settings: Settings) -> Iterator[None]:
     """The Dagster resources read SC_* variables; point them at these settings for the duration only."""
-    from speech_coach.stack.isolated import settings_env
+    from control.stack.isolated import settings_env
 
     saved = {k: v for k, v in os.environ.items() if k.startswith("SC_")}
     for key in saved:
@@ -119,7 +119,7 @@ def _publish_answers(settings: Settings, learners: list[tuple[str, str]], per_le
                      step: Step) -> list[SimulatedAnswer]:  # fmt: skip
     from confluent_kafka import Producer
 
-    from orchestration.simulator.answers import PERSONAS, compose
+    from control.simulator.answers import PERSONAS, compose
     from speech_coach.audio.tts import synthesize, to_ogg_opus
     from speech_coach.kafka import producer_config, topic_name
     from speech_coach.s3 import audio_key, s3_client
@@ -211,7 +211,7 @@ def _await_feedback(settings: Settings, wanted: set[str], timeout_s: float, step
 
 def _await_warehouse(settings: Settings, answer_ids: list[str], timeout_s: float) -> dict[str, int]:
     """Rows for these answers in the raw tables, once ingestion has them (inline ingestion if no service runs)."""
-    from speech_coach.stack.services import ingest_part
+    from control.stack.services import ingest_part
     from warehouse.client import connect
     from warehouse.ingest import Ingestor
 

@@ -14,31 +14,8 @@ from datetime import UTC, datetime
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from speech_coach.contracts.topics import Topic
-from speech_coach.kafka import consumer_config, topic_name
+from speech_coach.kafka import consumer_lag, kafka_consumer, topic_name
 from speech_coach.settings import Settings
-
-
-def _consumer(settings: Settings, group_id: str) -> Consumer:
-    return Consumer(consumer_config(settings, group_id, **{"log_level": 3, "enable.partition.eof": False}))
-
-
-def consumer_lag(
-    settings: Settings, group_id: str, topics: Iterable[Topic] = tuple(Topic)
-) -> dict[tuple[str, int], int]:
-    """Records each partition holds beyond the group's committed offset (all of them if none committed)."""
-    consumer = _consumer(settings, group_id)
-    try:
-        names = [topic_name(settings, t) for t in topics]
-        metadata = consumer.list_topics(timeout=10).topics
-        partitions = [TopicPartition(name, p) for name in names if name in metadata for p in metadata[name].partitions]
-        committed = consumer.committed(partitions, timeout=10) if partitions else []
-        lag = {}
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-            lag[(tp.topic, tp.partition)] = max(0, high - (tp.offset if tp.offset >= 0 else low))
-        return lag
-    finally:
-        consumer.close()
 
 
 @dataclass
@@ -81,7 +58,7 @@ def pipeline_health(settings: Settings, consumers: Mapping[str, tuple[str, Itera
     try:
         for name, (group_id, topics) in consumers.items():
             health.lag[name] = sum(consumer_lag(settings, group_id, topics).values())
-        consumer = _consumer(settings, "speech-coach-status")
+        consumer = kafka_consumer(settings, "speech-coach-status")
         try:
             metadata = consumer.list_topics(timeout=10).topics
             feedback = topic_name(settings, Topic.FEEDBACK)

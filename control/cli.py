@@ -11,25 +11,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from control.simulator.cli import app as simulate_app
+from control.stack import Stack, StackError
 from speech_coach.settings import Settings
-from speech_coach.stack import Stack, StackError
+from warehouse.cli import app as warehouse_app
 
 app = typer.Typer(help="Speech Coach platform commands.", no_args_is_help=True, add_completion=False)
 stack_app = typer.Typer(
     help="Run the local stack: PostgreSQL, Kafka broker, ClickHouse and S3 on loopback.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
-
-
-def _add_runtime_commands() -> None:
-    # Runtimes register command groups as entry points, so the core never imports a runtime.
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="speech_coach.cli"):
-        app.add_typer(ep.load(), name=ep.name)
-
-
-_add_runtime_commands()
+# This package sits above the runtimes, so their command groups join here directly.
+app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(simulate_app, name="simulate")
 
 # Wide enough for the status table when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -159,9 +153,9 @@ def _print_status(stack: Stack) -> bool:
 def _print_pipeline(settings: Settings) -> None:
     from datetime import UTC, datetime
 
+    from control.pipeline import pipeline_health, platform_consumers
     from speech_coach.contracts.topics import Topic
     from speech_coach.kafka import topic_name
-    from speech_coach.pipeline import pipeline_health, platform_consumers
 
     health = pipeline_health(settings, platform_consumers(settings))
     table = Table(title="Pipeline", show_header=False)

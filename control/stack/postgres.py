@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from speech_coach.stack.base import ManagedPart, StackError, describe_exc
+from control.stack.base import ManagedPart, StackError, describe_exc
 
 PG_SYSTEM_USER = "embedded_postgres"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from control.stack.base import ManagedPart, StackError, describe_exc
 from speech_coach.s3 import ensure_bucket, s3_client
-from speech_coach.stack.base import ManagedPart, StackError, describe_exc
 
 
 def weed_binary() -> Path:

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = get_logger(__name__)
-_tracer = tracer("speech_coach.answers")
+_tracer = tracer("flink_jobs.answers.pipeline")
 
 # Every reason code a rejected answer can carry (docs/answer-pipeline.md), besides the contract.* codes.
 REJECTION_REASONS = (
