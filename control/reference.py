@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Topic
+from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Event, Topic
 from speech_coach.settings import Settings
 
 EVENTS_DOC = Path(__file__).resolve().parents[1] / "docs" / "events.md"
@@ -109,6 +109,12 @@ def _table(model: type[BaseModel], nested: list[type[BaseModel]]) -> list[str]:
     return rows
 
 
+def _key_doc(cls: type[Event]) -> str:
+    if cls.KEY is None:
+        return f"see `{cls.__name__}.key()`"
+    return " + `|` + ".join(f"`{name}`" for name in cls.KEY)
+
+
 def events_reference() -> str:
     out = [BEGIN, ""]
     nested: list[type[BaseModel]] = []
@@ -119,7 +125,7 @@ def events_reference() -> str:
             "",
             " ".join((cls.__doc__ or "").split()),
             "",
-            f"Schema version {cls.SCHEMA_VERSION}. Message key: see `{cls.__name__}.key()`.",
+            f"Schema version {cls.SCHEMA_VERSION}. Message key: {_key_doc(cls)}.",
             "",
             *_table(cls, nested),
             "",

@@ -216,3 +216,25 @@ def test_generated_reference_is_current() -> None:
     assert (ROOT / ".env.example").read_text() == env_example(), (
         ".env.example is stale: python -m control.reference env > .env.example"
     )
+
+
+def test_an_event_declares_its_topic_type_and_key_once() -> None:
+    from speech_coach.contracts.events import Event
+
+    assert LearnerDeletionRequest.model_fields["event_type"].default == "learner_deletion_request"
+    assert LearnerDeletionRequest(learner_id="lrn-1").key() == b"lrn-1"
+    with pytest.raises(TypeError, match="declared twice"):
+
+        class Again(Event, topic=Topic.FEEDBACK, event_type="feedback_again", key=("event_id",)):
+            pass
+
+    assert set(EVENT_TYPES) == {cls.EVENT_TYPE for cls in TOPIC_EVENT.values()}, "a refused class was registered"
+    assert set(TOPIC_EVENT) == set(Topic)
+
+    with pytest.raises(TypeError, match="fields it does not have"):
+
+        class Keyless(Event, topic="speech-coach.probe.v1", event_type="probe", key=("learner",)):  # type: ignore[arg-type]
+            pass
+
+    assert set(EVENT_TYPES) == {cls.EVENT_TYPE for cls in TOPIC_EVENT.values()}, "a refused class was registered"
+    assert set(TOPIC_EVENT) == set(Topic)

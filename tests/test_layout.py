@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -78,14 +79,10 @@ def named_modules(path: Path, own: str) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.List | ast.Tuple):
             items = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
-            found += [b for a, b in zip(items, items[1:], strict=False) if a == "-m" and isinstance(b, str)]
+            found += [b for a, b in itertools.pairwise(items) if a == "-m" and isinstance(b, str)]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value:
             found.append(node.value)
-    return [
-        name
-        for name in found
-        if name.split(".")[0] in OURS and name.split(".")[0] != own and _module_exists(name)
-    ]
+    return [name for name in found if name.split(".")[0] in OURS and name.split(".")[0] != own and _module_exists(name)]
 
 
 @pytest.mark.parametrize("package", sorted(set(MAY_IMPORT) - MAY_NAME))

@@ -8,6 +8,7 @@ decode to the dead-letter topic with that message as the reason.
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from datetime import UTC, datetime
@@ -56,21 +57,68 @@ class TaskType(StrEnum):
 
 
 class _Event(BaseModel):
+    """Base of every event. A subclass declares its wire identity once, in its class line:
+
+        class RawVoiceAnswer(Event, topic=Topic.RAW_ANSWERS, event_type="raw_voice_answer", key=("learner_id",))
+
+    which gives it the `schema_version` and `event_type` fields (literals, checked on decode), the `TOPIC`,
+    `EVENT_TYPE`, `SCHEMA_VERSION` and `KEY` class attributes, `key()`, and its place in `EVENT_TYPES`. An event
+    whose key is not a plain join of fields (`DeadLetter`) passes `key=None` and defines `key()` itself.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
     EVENT_TYPE: ClassVar[str]
     TOPIC: ClassVar[Topic]
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int]
+    KEY: ClassVar[tuple[str, ...] | None]
 
+    schema_version: int = Field(0, description="Version of this event's schema; bumped on a breaking change.")
+    event_type: str = Field("", description="Which event this is; fixed per topic.")
     event_id: str = Field(default_factory=new_id, min_length=1, max_length=64, description="Unique per message.")
     occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When the producer created it.")
     traceparent: str | None = Field(
         None, max_length=128, description="W3C trace context, so one answer can be followed across services."
     )
 
+    def __init_subclass__(
+        cls, *, topic: Topic, event_type: str, key: tuple[str, ...] | None, version: int = 1, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if event_type in EVENT_TYPES or topic in TOPIC_EVENT:
+            raise TypeError(f"{cls.__name__}: event type {event_type!r} or topic {topic} is declared twice")
+        if key is None and "key" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: key=None needs a key() method of its own")
+        declared = {name for klass in cls.__mro__ for name in inspect.get_annotations(klass)}
+        if missing := [name for name in key or () if name not in declared]:
+            raise TypeError(f"{cls.__name__}: key names fields it does not have: {missing}")
+        cls.TOPIC, cls.EVENT_TYPE, cls.SCHEMA_VERSION, cls.KEY = topic, event_type, version, key
+        # Pydantic collects fields after this hook runs, so these annotations become the literal fields.
+        cls.__annotations__ = {
+            "schema_version": Literal[version],
+            "event_type": Literal[event_type],
+            **inspect.get_annotations(cls),
+        }
+        cls.schema_version = Field(version, description=_Event.model_fields["schema_version"].description)
+        cls.event_type = Field(event_type, description=_Event.model_fields["event_type"].description)
+        EVENT_TYPES[event_type] = cls
+        TOPIC_EVENT[topic] = cls
+
     def key(self) -> bytes:
-        """Kafka message key: the idempotency/partitioning key for this event type."""
-        raise NotImplementedError
+        """Kafka message key: the idempotency/partitioning key, the `KEY` fields joined by `|`."""
+        assert self.KEY is not None
+        return "|".join(_key_part(getattr(self, name)) for name in self.KEY).encode()
+
+
+def _key_part(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value.value if isinstance(value, StrEnum) else value)
+
+
+# Filled as the event classes below are defined.
+EVENT_TYPES: dict[str, type[_Event]] = {}
+TOPIC_EVENT: dict[Topic, type[_Event]] = {}
 
 
 # --- raw voice answer (bot -> answer job) -------------------------------------------------------------
@@ -98,14 +146,9 @@ class TelegramRef(BaseModel):
     file_unique_id: NonEmptyStr
 
 
-class RawVoiceAnswer(_Event):
+class RawVoiceAnswer(_Event, topic=Topic.RAW_ANSWERS, event_type="raw_voice_answer", key=("learner_id",)):
     """A learner's accepted voice answer; the audio itself is in S3 under a content-addressed key."""
 
-    EVENT_TYPE: ClassVar[str] = "raw_voice_answer"
-    TOPIC: ClassVar[Topic] = Topic.RAW_ANSWERS
-
-    schema_version: Literal[1] = 1
-    event_type: Literal["raw_voice_answer"] = "raw_voice_answer"
     answer_id: NonEmptyStr
     learner_id: NonEmptyStr = Field(description="Internal learner UUID, not a Telegram id.")
     question_id: NonEmptyStr
@@ -118,9 +161,6 @@ class RawVoiceAnswer(_Event):
     audio: AudioObject
     transcription_temperature: float = Field(0.0, ge=0, le=1)
     telegram: TelegramRef
-
-    def key(self) -> bytes:
-        return self.learner_id.encode()
 
 
 # --- transcription / feedback result (answer job -> bot, warehouse, metrics job) ----------------------
@@ -169,14 +209,9 @@ class KeyMetrics(BaseModel):
     lexical_diversity: float = Field(ge=0, description="MATTR (window 50) of the transcript.")
 
 
-class FeedbackResult(_Event):
+class FeedbackResult(_Event, topic=Topic.FEEDBACK, event_type="feedback_result", key=("answer_id",)):
     """What the learner gets back: transcript, rubric scores and advice, or why the answer was rejected."""
 
-    EVENT_TYPE: ClassVar[str] = "feedback_result"
-    TOPIC: ClassVar[Topic] = Topic.FEEDBACK
-
-    schema_version: Literal[1] = 1
-    event_type: Literal["feedback_result"] = "feedback_result"
     answer_id: NonEmptyStr
     learner_id: NonEmptyStr
     question_id: NonEmptyStr
@@ -197,21 +232,13 @@ class FeedbackResult(_Event):
     engine: EngineInfo | None = None
     answered_at: AwareDatetime
 
-    def key(self) -> bytes:
-        return self.answer_id.encode()
-
 
 # --- per-answer metrics (answer job -> metrics job, warehouse) ------------------------------------------
 
 
-class AnswerMetrics(_Event):
+class AnswerMetrics(_Event, topic=Topic.ANSWER_METRICS, event_type="answer_metrics", key=("answer_id",)):
     """Fluency (measured on the audio) and lexical features of one answer, for windows and the warehouse."""
 
-    EVENT_TYPE: ClassVar[str] = "answer_metrics"
-    TOPIC: ClassVar[Topic] = Topic.ANSWER_METRICS
-
-    schema_version: Literal[1] = 1
-    event_type: Literal["answer_metrics"] = "answer_metrics"
     answer_id: NonEmptyStr
     learner_id: NonEmptyStr
     question_id: NonEmptyStr
@@ -240,9 +267,6 @@ class AnswerMetrics(_Event):
     overall_score: Score | None = None
     lemmas: dict[str, int] = Field(default_factory=dict, description="Lemma -> count in this answer.")
 
-    def key(self) -> bytes:
-        return self.answer_id.encode()
-
 
 # --- windowed lexical metrics and active vocabulary (metrics job -> warehouse) --------------------------
 
@@ -254,14 +278,14 @@ class WindowKind(StrEnum):
     SLIDING_7D = "sliding_7d"
 
 
-class WindowedMetrics(_Event):
+class WindowedMetrics(
+    _Event,
+    topic=Topic.WINDOWED_METRICS,
+    event_type="windowed_metrics",
+    key=("learner_id", "window_kind", "window_start"),
+):
     """Per-learner lexical and fluency aggregates over one window (last 10 answers, day, month, 7 days)."""
 
-    EVENT_TYPE: ClassVar[str] = "windowed_metrics"
-    TOPIC: ClassVar[Topic] = Topic.WINDOWED_METRICS
-
-    schema_version: Literal[1] = 1
-    event_type: Literal["windowed_metrics"] = "windowed_metrics"
     learner_id: NonEmptyStr
     window_kind: WindowKind
     window_start: AwareDatetime
@@ -274,58 +298,37 @@ class WindowedMetrics(_Event):
     mean_speaking_rate_wpm: float = Field(ge=0)
     mean_time_to_answer_s: float | None = None
 
-    def key(self) -> bytes:
-        # Idempotent by window: a replayed window overwrites, never duplicates.
-        return f"{self.learner_id}|{self.window_kind}|{self.window_start.isoformat()}".encode()
 
-
-class WindowedVocabulary(_Event):
+class WindowedVocabulary(
+    _Event, topic=Topic.VOCABULARY, event_type="windowed_vocabulary", key=("learner_id", "window_kind", "window_start")
+):
     """A learner's active vocabulary in one window: each word with its frequency."""
 
-    EVENT_TYPE: ClassVar[str] = "windowed_vocabulary"
-    TOPIC: ClassVar[Topic] = Topic.VOCABULARY
-
-    schema_version: Literal[1] = 1
-    event_type: Literal["windowed_vocabulary"] = "windowed_vocabulary"
     learner_id: NonEmptyStr
     window_kind: WindowKind
     window_start: AwareDatetime
     window_end: AwareDatetime
     words: dict[str, int] = Field(description="Word -> frequency within the window.")
 
-    def key(self) -> bytes:
-        return f"{self.learner_id}|{self.window_kind}|{self.window_start.isoformat()}".encode()
-
 
 # --- learner data deletion ------------------------------------------------------------------------------
 
 
-class LearnerDeletionRequest(_Event):
+class LearnerDeletionRequest(
+    _Event, topic=Topic.DELETION_REQUESTS, event_type="learner_deletion_request", key=("learner_id",)
+):
     """A learner asked to erase their data; every store holding it erases on receipt."""
 
-    EVENT_TYPE: ClassVar[str] = "learner_deletion_request"
-    TOPIC: ClassVar[Topic] = Topic.DELETION_REQUESTS
-
-    schema_version: Literal[1] = 1
-    event_type: Literal["learner_deletion_request"] = "learner_deletion_request"
     learner_id: NonEmptyStr
     requested_at: AwareDatetime = Field(default_factory=utcnow)
-
-    def key(self) -> bytes:
-        return self.learner_id.encode()
 
 
 # --- dead letters ---------------------------------------------------------------------------------------
 
 
-class DeadLetter(_Event):
+class DeadLetter(_Event, topic=Topic.DEAD_LETTERS, event_type="dead_letter", key=None):
     """A record that could not be processed, kept with the reason so nothing is dropped silently."""
 
-    EVENT_TYPE: ClassVar[str] = "dead_letter"
-    TOPIC: ClassVar[Topic] = Topic.DEAD_LETTERS
-
-    schema_version: Literal[1] = 1
-    event_type: Literal["dead_letter"] = "dead_letter"
     source_topic: NonEmptyStr
     source_partition: int | None = None
     source_offset: int | None = None
@@ -339,20 +342,6 @@ class DeadLetter(_Event):
     def key(self) -> bytes:
         return (self.answer_id or self.source_topic).encode()
 
-
-EVENT_TYPES: dict[str, type[_Event]] = {
-    cls.EVENT_TYPE: cls
-    for cls in (
-        RawVoiceAnswer,
-        FeedbackResult,
-        AnswerMetrics,
-        WindowedMetrics,
-        WindowedVocabulary,
-        LearnerDeletionRequest,
-        DeadLetter,
-    )
-}
-TOPIC_EVENT: dict[Topic, type[_Event]] = {cls.TOPIC: cls for cls in EVENT_TYPES.values()}
 
 Event = _Event
 E = TypeVar("E", bound=_Event)
