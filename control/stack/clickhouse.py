@@ -13,20 +13,11 @@ from warehouse.client import clickhouse_client, identifier
 class ClickHousePart(ManagedPart):
     name = "clickhouse"
     external_setting = "SC_CLICKHOUSE__URL"
-
-    @property
-    def external(self) -> bool:
-        return bool(self.settings.clickhouse.url)
+    port_settings = ("SC_CLICKHOUSE__TCP_PORT", "SC_CLICKHOUSE__HTTP_PORT")
 
     @property
     def address(self) -> str:
         return self.settings.clickhouse_url
-
-    def ports(self) -> list[int]:
-        return [self.settings.clickhouse.tcp_port, self.settings.clickhouse.http_port]
-
-    def port_setting_hint(self) -> str:
-        return "SC_CLICKHOUSE__TCP_PORT / SC_CLICKHOUSE__HTTP_PORT"
 
     def command(self) -> list[str]:
         return [

@@ -46,18 +46,12 @@ def _ensure_system_user(user: str, data_dir: Path) -> None:
 class PostgresPart(ManagedPart):
     name = "postgres"
     external_setting = "SC_POSTGRES__URL"
+    port_settings = ("SC_POSTGRES__PORT",)
     stop_signal = signal.SIGINT  # "fast" shutdown: roll back open transactions, checkpoint, exit
-
-    @property
-    def external(self) -> bool:
-        return bool(self.settings.postgres.url)
 
     @property
     def address(self) -> str:
         return self.settings.postgres_url
-
-    def ports(self) -> list[int]:
-        return [self.settings.postgres.port]
 
     @property
     def pgdata(self) -> Path:
