@@ -138,6 +138,10 @@ class ManagedPart(ABC):
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def setup_failed(self, what: str, exc: BaseException, fix: str = "read the log") -> StackError:
+        """The error for `after_start` work that failed on a running server: what, why, its log, the fix."""
+        return StackError(self.name, f"could not {what}: {describe_exc(exc)}", self.log_file, fix)
+
     def cwd(self) -> Path:
         return self.data_dir
 

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from control.stack.base import ManagedPart, StackError, describe_exc, tcp_reachable
+from control.stack.base import ManagedPart, describe_exc, tcp_reachable
 from warehouse.client import clickhouse_client, identifier
 
 
@@ -51,9 +51,4 @@ class ClickHousePart(ManagedPart):
         try:
             self._client().execute(f"CREATE DATABASE IF NOT EXISTS `{identifier(database)}`")
         except (ClickHouseError, OSError, EOFError) as exc:
-            raise StackError(
-                self.name,
-                f"could not create database {database}: {describe_exc(exc)}",
-                self.log_file,
-                "read the log",
-            ) from exc
+            raise self.setup_failed(f"create database {database}", exc) from exc

@@ -108,9 +108,5 @@ class ObjectStorePart(ManagedPart):
                 # A fresh store answers InternalError until its filer is up.
                 ensure_bucket(client, bucket, wait_s=self.settings.stack.start_timeout_s)
             except (BotoCoreError, ClientError) as exc:
-                raise StackError(
-                    self.name,
-                    f"could not create bucket {bucket}: {describe_exc(exc)}",
-                    self.log_file,
-                    "read the log; check the S3 credentials in settings",
-                ) from exc
+                fix = "read the log; check the S3 credentials in settings"
+                raise self.setup_failed(f"create bucket {bucket}", exc, fix) from exc

@@ -111,9 +111,4 @@ class PostgresPart(ManagedPart):
                 if not exists:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         except psycopg.Error as exc:
-            raise StackError(
-                self.name,
-                f"could not create database {database}: {describe_exc(exc)}",
-                self.log_file,
-                "read the log",
-            ) from exc
+            raise self.setup_failed(f"create database {database}", exc) from exc
