@@ -44,6 +44,7 @@ from speech_coach.db import upgrade
 from speech_coach.kafka import ensure_topics
 from speech_coach.logging import configure_logging, get_logger
 from speech_coach.observability.tracing import setup_tracing, shutdown_tracing
+from speech_coach.privacy import InsecurePseudonymKey, require_private_key
 from speech_coach.settings import Settings
 
 log = get_logger("bot")
@@ -80,6 +81,10 @@ class BotApp:
             raise BotNotConfigured("no bot token: set SC_BOT__TOKEN to the token @BotFather gave you")
         if settings.bot.webhook_url and not settings.bot.webhook_secret.get_secret_value():
             raise BotNotConfigured("a webhook needs a secret: set SC_BOT__WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)")
+        try:
+            require_private_key(settings, "the bot")
+        except InsecurePseudonymKey as exc:
+            raise BotNotConfigured(str(exc)) from exc
         self.settings = settings
         self.metrics = Metrics()
         self.bot = Bot(token, session=make_session(settings), default=DefaultBotProperties(parse_mode=ParseMode.HTML))

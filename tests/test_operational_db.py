@@ -134,3 +134,28 @@ def test_two_charges_for_one_learner_at_once_do_not_deadlock(pg_settings: Settin
             "SELECT delta, balance_after FROM credit_ledger WHERE learner_id = %s ORDER BY id", (learner,)
         ).fetchall()
     assert balances == [(5, 5), (10, 15), (10, 25)], balances
+
+
+def test_rekeying_rewrites_every_stored_pseudonym_with_the_new_key(pg_settings: Settings) -> None:
+    from pydantic import SecretStr
+
+    from speech_coach.db.pseudonyms import rekey_pseudonyms
+    from speech_coach.privacy import pseudonym
+    from speech_coach.settings import PrivacySettings
+
+    upgrade(pg_settings)
+    old = pg_settings.model_copy(update={"environment": "test"})
+    with psycopg.connect(pg_settings.postgres_url, autocommit=True) as conn:
+        for uid in (11, 12):
+            conn.execute(
+                "INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym) "
+                "VALUES (gen_random_uuid(), %s, %s, %s)",
+                (uid, uid, pseudonym(old, uid)),
+            )
+    new = old.model_copy(update={"privacy": PrivacySettings(pseudonym_key=SecretStr("n" * 40))})
+    assert rekey_pseudonyms(new) == 2
+    assert rekey_pseudonyms(new) == 0  # idempotent
+    with psycopg.connect(pg_settings.postgres_url) as conn:
+        stored = dict(conn.execute("SELECT telegram_user_id, pseudonym FROM learners").fetchall())
+    assert stored == {11: pseudonym(new, 11), 12: pseudonym(new, 12)}
+    assert stored[11] != pseudonym(old, 11)
