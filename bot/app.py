@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
@@ -48,7 +49,6 @@ from speech_coach.privacy import InsecurePseudonymKey, require_private_key
 from speech_coach.settings import Settings
 
 log = get_logger("bot")
-WEBHOOK_PATH = "/telegram/webhook"
 PUBLIC_COMMANDS = ["start", "practice", "stats", "balance", "buy", "settings", "privacy", "delete_my_data", "help"]
 
 
@@ -67,6 +67,11 @@ class _CheckedWebhook(SimpleRequestHandler):
             self.metrics.forged_webhooks.inc()
             log.warning("forged webhook request refused", secret_present=bool(telegram_secret_token))
         return ok
+
+
+def webhook_path(webhook_url: str) -> str:
+    """The path Telegram posts to: the configured URL's own (an ingress forwards it unchanged)."""
+    return urlsplit(webhook_url).path or "/"
 
 
 def make_session(settings: Settings) -> AiohttpSession:
@@ -187,7 +192,7 @@ class BotApp:
         app = web.Application()
         _CheckedWebhook(
             dispatcher=self.dp, bot=self.bot, secret_token=cfg.webhook_secret.get_secret_value(), metrics=self.metrics
-        ).register(app, path=WEBHOOK_PATH)
+        ).register(app, path=webhook_path(cfg.webhook_url))
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, cfg.webhook_host, cfg.webhook_port).start()
@@ -196,7 +201,7 @@ class BotApp:
             cfg.webhook_url, secret_token=cfg.webhook_secret.get_secret_value(),
             allowed_updates=self.dp.resolve_used_update_types(),
         )  # fmt: skip
-        log.info("bot webhook listening", port=cfg.webhook_port)
+        log.info("bot webhook listening", port=cfg.webhook_port, path=webhook_path(cfg.webhook_url))
         await self._stop.wait()
 
     def request_stop(self) -> None:
