@@ -285,3 +285,20 @@ def test_a_hostile_export_request_writes_nothing(dagster_env: Settings) -> None:
     names = [b["Name"] for b in client.list_buckets()["Buckets"]]
     if dagster_env.s3.exports_bucket in names:
         assert client.list_objects_v2(Bucket=dagster_env.s3.exports_bucket).get("KeyCount", 0) == 0
+
+
+def test_the_export_refuses_the_public_pseudonym_key_outside_a_local_environment(
+    dagster_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.definitions import defs
+    from orchestration.resources import SettingsResource, s3_resource
+
+    monkeypatch.setenv("SC_ENVIRONMENT", "production")
+    export = [defs.get_assets_def(dg.AssetKey("research_export"))]
+    resources = {"settings": SettingsResource(), "s3": s3_resource(dagster_env)}
+    with pytest.raises(Exception, match="public default"):
+        dg.materialize(export, resources=resources, partition_key="2026-06-01")
+    client = s3_client(dagster_env)
+    names = [b["Name"] for b in client.list_buckets()["Buckets"]]
+    if dagster_env.s3.exports_bucket in names:
+        assert client.list_objects_v2(Bucket=dagster_env.s3.exports_bucket).get("KeyCount", 0) == 0

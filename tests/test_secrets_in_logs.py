@@ -59,7 +59,7 @@ def test_configured_secrets_never_reach_the_logs(
 
     bot = RunningBot(settings).start()
     try:
-        url = f"http://127.0.0.1:{settings.bot.webhook_port}/telegram/webhook"
+        url = f"http://127.0.0.1:{settings.bot.webhook_port}/tg"
         user = User(tg)
 
         def send(update_id: int, **content: object) -> None:

@@ -51,6 +51,15 @@ def free_port_block(size: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no block of {size} free ports on {host}")
 
 
+def local_settings() -> Settings:
+    """The environment's settings for the local platform: `local` unless SC_ENVIRONMENT says otherwise, set
+    explicitly, so the parts this process runs in-process or starts accept what only a local stack may."""
+    settings = Settings()
+    if "environment" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"environment": "local"})
+
+
 def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
     """Settings for a stack of its own: its own state dir and free ports, nothing read from the environment."""
     base = free_port_block(PORTS_NEEDED)
