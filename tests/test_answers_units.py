@@ -4,6 +4,7 @@ pauses of known length, WER, the model hash check, learner texts, offline scores
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -199,3 +200,54 @@ def test_a_short_repetition_loop_is_not_english_but_real_answers_are() -> None:
         assert repeated_share(plain_text(answer)) < 0.1
     # Listen-and-repeat: one sentence said once, then its longer version: not a loop.
     assert repeated_share("The library opens at nine. The library opens at nine on weekdays.") < LOOP_SHARE
+
+
+def test_playlists_given_as_an_answer_are_refused_and_nothing_is_fetched(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A learner's "voice message" that is an HLS, DASH, concat or SDP playlist must never reach a demuxer that opens
+    what it names (a URL on the network, a file on the worker)."""
+    import http.server
+    import threading
+
+    from speech_coach.audio.decode import AudioError, decode
+    from speech_coach.settings import Settings
+    from speech_coach.tools import find_ffmpeg
+
+    fetched: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    local = tmp_path / "secret.wav"
+    local.write_bytes(b"RIFF")
+    playlists = {
+        "hls": f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{url}/seg.ts\n#EXTINF:10,\nfile://{local}\n"
+        "#EXT-X-ENDLIST\n",
+        "dash": '<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
+        'mediaPresentationDuration="PT2S" minBufferTime="PT1S"><Period><AdaptationSet mimeType="audio/mp4">'
+        f'<Representation id="a" bandwidth="64000" codecs="mp4a.40.2"><BaseURL>{url}/dash.mp4</BaseURL>'
+        "</Representation></AdaptationSet></Period></MPD>\n",
+        "concat": f"ffconcat version 1.0\nfile {url}/part.wav\nfile {local}\n",
+        "sdp": "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 9 RTP/AVP 0\n",
+    }
+    ffmpeg = find_ffmpeg(Settings(_env_file=None)).executable  # type: ignore[call-arg]
+    try:
+        for name, text in playlists.items():
+            with pytest.raises(AudioError) as info:
+                decode(text.encode(), ffmpeg, max_duration_s=60)
+            assert info.value.reason == "audio.undecodable", name
+            # Refused before a playlist demuxer tried to open what the playlist names (ffmpeg's nested-open checks
+            # would catch some of that later; older ffmpeg builds have fewer of them).
+            nested = re.search(r"Protocol '|fragment|Unsafe file name|Impossible to open", str(info.value))
+            assert nested is None, (name, str(info.value))
+    finally:
+        server.shutdown()
+    assert fetched == []

@@ -23,6 +23,11 @@ with warnings.catch_warnings():
     from pydub import AudioSegment
 
 SAMPLE_RATE = 16_000
+# The bytes come from learners. ffmpeg would otherwise pick any demuxer its probe suggests, playlists included
+# (HLS, DASH, concat, SDP), which open further URLs or files: only audio containers may read them, only from the
+# pipe.
+DEMUXERS = "ogg,matroska,webm,wav,mp3,mov,aac,flac"
+PROTOCOLS = "pipe"
 
 
 class AudioError(ValueError):
@@ -64,6 +69,10 @@ def decode(data: bytes, ffmpeg: Path, *, max_duration_s: float, timeout_s: float
                 "-hide_banner",
                 "-loglevel",
                 "error",
+                "-protocol_whitelist",
+                PROTOCOLS,
+                "-format_whitelist",
+                DEMUXERS,
                 "-i",
                 "pipe:0",
                 "-t",
@@ -87,8 +96,9 @@ def decode(data: bytes, ffmpeg: Path, *, max_duration_s: float, timeout_s: float
     except subprocess.TimeoutExpired as exc:
         raise AudioError("audio.undecodable", f"decoding took longer than {timeout_s:.0f} s") from exc
     if proc.returncode != 0 or len(proc.stdout) <= 44:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        message = detail[-1] if detail else "no audio stream"
+        # The first line says why (e.g. a refused format); the last one only that opening failed.
+        detail = [line.strip() for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+        message = " / ".join(dict.fromkeys([detail[0], detail[-1]])) if detail else "no audio stream"
         if proc.returncode == 0:  # a valid container with no samples in it
             raise AudioError("audio.empty", "the audio has no samples")
         raise AudioError("audio.undecodable", f"ffmpeg could not decode the audio: {message}"[:500])
