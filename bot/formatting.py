@@ -110,16 +110,3 @@ def pack(sections: list[str], limit: int = LIMIT) -> list[str]:
 
 def feedback_messages(result: FeedbackResult, title: str) -> list[str]:
     return pack(feedback_sections(result, title))
-
-
-def rejection_text(reason: str | None) -> str:
-    known = {
-        "audio.silent": _("I could not hear any speech in your recording."),
-        "audio.too_short": _("Your recording is too short to assess."),
-        "audio.too_long": _("Your recording is longer than this task allows."),
-        "audio.unreadable": _("Your recording could not be read."),
-        "audio.not_english": _("Your answer does not seem to be in English."),
-        "transcript.empty": _("I could not make out any words in your recording."),
-    }
-    why = known.get(reason or "", _("Your answer could not be analysed."))
-    return why + " " + _("Your credit was returned. Please try again.")

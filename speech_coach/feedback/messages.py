@@ -1,48 +1,11 @@
 # ruff: noqa: RUF001 - Russian texts and typographic dashes are intended
-"""Learner-facing texts of the pipeline in the learner's interface language (English, Russian; else English).
-
-Rejection texts are keyed by the reason code (docs/answer-pipeline.md) and always say that no credit was spent.
-"""
+"""The offline feedback engine's texts in the learner's interface language (English, Russian; else English)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 LANGUAGES = ("en", "ru")
-
-REJECTIONS: dict[str, dict[str, str]] = {
-    "en": {
-        "audio.missing": "We could not find your recording. Please send your answer again.",
-        "audio.corrupt": "Your recording arrived damaged. Please send your answer again.",
-        "audio.too_large": "Your recording is too large for us to process. Please send a shorter answer.",
-        "audio.empty": "Your recording is empty. Please record your answer again.",
-        "audio.undecodable": "We could not play your recording. Please record it again as a Telegram voice message.",
-        "audio.too_long": "Your recording is too long for this task ({limit}). Please answer within the time.",
-        "audio.silent": "We could not hear any speech in your recording. Please check your microphone and try again.",
-        "audio.not_english": "Your answer does not seem to be in English. Please answer in English.",
-        "transcription.unavailable": "Speech recognition is unavailable right now. Please try again later.",
-        "feedback.unavailable": "Feedback is unavailable right now. Please try again later.",
-        "internal.error": "Something went wrong while we processed your answer. Please try again.",
-        "_default": "We could not process your answer. Please try again.",
-        "_no_credit": "No credit was spent.",
-    },
-    "ru": {
-        "audio.missing": "Мы не нашли вашу запись. Пожалуйста, отправьте ответ ещё раз.",
-        "audio.corrupt": "Запись пришла повреждённой. Пожалуйста, отправьте ответ ещё раз.",
-        "audio.too_large": "Запись слишком большая для обработки. Пожалуйста, отправьте более короткий ответ.",
-        "audio.empty": "Запись пустая. Пожалуйста, запишите ответ ещё раз.",
-        "audio.undecodable": "Не удалось воспроизвести запись. Пожалуйста, запишите ответ голосовым сообщением "
-        "Telegram.",
-        "audio.too_long": "Запись слишком длинная для этого задания ({limit}). Пожалуйста, уложитесь во время.",
-        "audio.silent": "Мы не услышали речи в записи. Проверьте микрофон и попробуйте ещё раз.",
-        "audio.not_english": "Похоже, ответ не на английском языке. Пожалуйста, отвечайте по-английски.",
-        "transcription.unavailable": "Распознавание речи сейчас недоступно. Пожалуйста, попробуйте позже.",
-        "feedback.unavailable": "Отзыв сейчас недоступен. Пожалуйста, попробуйте позже.",
-        "internal.error": "При обработке ответа что-то пошло не так. Пожалуйста, попробуйте ещё раз.",
-        "_default": "Не удалось обработать ответ. Пожалуйста, попробуйте ещё раз.",
-        "_no_credit": "Кредит не списан.",
-    },
-}
 
 # Offline feedback: criterion comments, strengths, suggestions and the summary, with measured values filled in.
 TEXTS: dict[str, dict[str, str]] = {
@@ -147,14 +110,3 @@ def text(lang: str, key: str, **values: Any) -> str:
 
 def criterion_name(lang: str, key: str, default: str) -> str:
     return CRITERION_NAMES.get(language(lang), {}).get(key, default)
-
-
-def rejection(lang: str, reason: str, **values: Any) -> str:
-    """What the learner reads for a rejected answer: what was wrong, and that no credit was spent."""
-    table = REJECTIONS[language(lang)]
-    template = table.get(reason, table["_default"])
-    try:
-        message = template.format(**values)
-    except (KeyError, IndexError):
-        message = template.replace(" ({limit})", "")
-    return f"{message} {table['_no_credit']}"
