@@ -20,7 +20,7 @@ from speech_coach.feedback.base import FeedbackInput
 from speech_coach.feedback.offline import OfflineFeedback, content_lemmas, relevance
 from speech_coach.feedback.remote import response_schema
 from speech_coach.feedback.rubric import SCALES
-from speech_coach.i18n import DEFAULT_LANGUAGE, gettext, languages, read_catalog
+from speech_coach.i18n import DEFAULT_LANGUAGE, gettext, languages, ngettext, read_catalog
 from speech_coach.rejections import RejectionReason, rejection_text
 from speech_coach.settings import TINY_EN_SHA256, Settings
 from speech_coach.speech.fluency import measure, speech_segments
@@ -207,6 +207,28 @@ def test_offline_scores_follow_the_measured_features() -> None:
         assert result.scale == "toefl_0_4" and result.prompt_version.startswith("offline-rubric-")
         assert all(0 <= r.score <= 4 and r.score * 2 == int(r.score * 2) for r in result.rubric)
         assert 2 <= result.feedback.count(".") <= 5 and 1 <= len(result.suggestions) <= 3 and result.strengths
+
+
+def test_offline_feedback_reads_in_the_learners_language_with_the_counts_plural() -> None:
+    engine = OfflineFeedback()
+    question = "Some students prefer to study alone, while others prefer to study with a group. Which do you prefer?"
+    lexical = analyze(TRANSCRIPT)
+    results = {
+        lang: engine.feedback(FeedbackInput(_answer(lang=lang), question, TRANSCRIPT, _fluency(110, 1), lexical))
+        for lang in ("en", "ru", "de")
+    }
+    en, ru = results["en"], results["ru"]
+    assert results["de"] == en  # no catalog: English
+    english = [en.feedback, *(r.comment for r in en.rubric), *en.strengths, *en.suggestions]
+    russian = [ru.feedback, *(r.comment for r in ru.rubric), *ru.strengths, *ru.suggestions]
+    assert len(russian) == len(english)
+    for text_en, text_ru in zip(english, russian, strict=True):
+        assert text_ru != text_en and re.search("[\u0400-\u04ff]", text_ru), text_ru  # translated, not a fallback
+    # One pause: the singular in English, Russian's form for 1, which is not its form for 5.
+    one = "{pauses} pause of a quarter second or longer", "{pauses} pauses of a quarter second or longer"
+    assert ngettext("en", *one, 1).format(pauses=1) in en.feedback
+    assert ngettext("ru", *one, 1).format(pauses=1) in ru.feedback
+    assert ngettext("ru", *one, 1) != ngettext("ru", *one, 5)
 
 
 def test_relevance_counts_the_questions_content_words() -> None:

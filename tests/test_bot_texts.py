@@ -16,7 +16,7 @@ from bot.formatting import LIMIT, feedback_messages
 from bot.i18n import make_i18n
 from control.harness.telegram import check_html
 from speech_coach.contracts.events import FeedbackResult, KeyMetrics, ResultStatus, RubricScore, TaskType, Track
-from speech_coach.i18n import DEFAULT_LANGUAGE, EXTRACT_KEYWORDS, languages, read_catalog
+from speech_coach.i18n import DEFAULT_LANGUAGE, EXTRACT_KEYWORDS, languages, ngettext, read_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every package that produces a text a learner reads: the core (feedback engines, rejections, task labels), the
@@ -50,7 +50,8 @@ def test_the_core_catalogs_are_the_only_ones() -> None:
 
 def test_every_string_is_in_every_catalog_and_translated() -> None:
     wanted = source_messages()
-    assert len(wanted) > 100
+    assert len(wanted) > 130
+    assert any(isinstance(m, tuple) for m in wanted)  # plural texts are extracted too
     for lang in languages():
         catalog = read_catalog(lang)
         ids = {m.id if isinstance(m.id, str) else tuple(m.id) for m in catalog if m.id}
@@ -69,6 +70,17 @@ def test_every_string_is_in_every_catalog_and_translated() -> None:
                 assert form, f"{lang}: untranslated {m.id!r}"
                 assert fields(form) == fields(source), f"{lang}: placeholders differ in {m.id!r}"
                 assert tags(form) == tags(source), f"{lang}: HTML tags differ in {m.id!r}"
+
+
+def test_russian_takes_three_plural_forms() -> None:
+    ru = read_catalog("ru")
+    assert ru.num_plurals == 3, ru.plural_forms
+    forms = ("{words} слово", "{words} слова", "{words} слов")
+    expected = {1: 0, 2: 1, 4: 1, 5: 2, 11: 2, 12: 2, 14: 2, 21: 0, 22: 1, 25: 2, 101: 0, 111: 2, 0: 2}
+    for n, form in expected.items():
+        assert ngettext("ru", "{words} word", "{words} words", n) == forms[form], n
+    assert ngettext("en", "{words} word", "{words} words", 1) == "{words} word"
+    assert ngettext("de", "{words} word", "{words} words", 2) == "{words} words"  # no catalog: English
 
 
 def test_long_feedback_is_split_into_valid_messages() -> None:
