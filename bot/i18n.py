@@ -11,7 +11,7 @@ import tempfile
 from typing import Any
 
 from aiogram.types import TelegramObject, User
-from aiogram.utils.i18n import I18n, I18nMiddleware
+from aiogram.utils.i18n import I18n, I18nMiddleware, get_i18n
 
 from bot.repo import Learner
 from speech_coach import i18n
@@ -26,6 +26,13 @@ def make_i18n() -> I18n:
         bot_i18n = I18n(path=empty, default_locale=i18n.DEFAULT_LANGUAGE, domain=i18n.DOMAIN)
     bot_i18n.locales = {lang: i18n.translations(lang) for lang in i18n.languages()}
     return bot_i18n
+
+
+def current_language() -> str:
+    """The language aiogram's I18n renders in now, for the core's `ngettext(lang, ...)`: a count's plural form
+    comes from the same compiled catalog (aiogram's own plural call could not be told apart from the core's
+    when the texts are extracted)."""
+    return get_i18n().current_locale
 
 
 def language_for(user: User | None) -> str:

@@ -204,6 +204,7 @@ def test_every_refusal_in_the_learners_language(
     try:
         user = onboard(tg, language_code="ru", choose="Русский")
         assert "Выберите, что тренировать" in user.last_text()
+        assert "У вас 3 бесплатных кредита;" in user.last_text()  # the plural form for 3, not the one for 5
         audio, seconds = voice_ogg
         # Before any question: answer refused, pointing to the menu.
         user.voice(audio, seconds)
