@@ -38,6 +38,7 @@ from bot.middlewares import LearnerMiddleware, UpdateOnceMiddleware
 from bot.publisher import Publisher
 from bot.routers import all_routers
 from bot.routers.answers import recover_stranded
+from bot.routers.payments import settle_stranded
 from bot.services import Services
 from bot.storage import AudioStore
 from speech_coach.contracts.topics import Topic
@@ -49,7 +50,9 @@ from speech_coach.privacy import InsecurePseudonymKey, require_private_key
 from speech_coach.settings import Settings
 
 log = get_logger("bot")
-PUBLIC_COMMANDS = ["start", "practice", "stats", "balance", "buy", "settings", "privacy", "delete_my_data", "help"]
+PUBLIC_COMMANDS = [
+    "start", "practice", "stats", "balance", "buy", "settings", "privacy", "delete_my_data", "paysupport", "help",
+]  # fmt: skip
 
 
 class BotNotConfigured(RuntimeError):
@@ -144,14 +147,16 @@ class BotApp:
     async def _set_commands(self) -> None:
         descriptions = {
             "start": "Start", "practice": "Practise", "stats": "Progress", "balance": "Credits", "buy": "Buy credits",
-            "settings": "Settings", "privacy": "Privacy", "delete_my_data": "Delete my data", "help": "Help",
+            "settings": "Settings", "privacy": "Privacy", "delete_my_data": "Delete my data",
+            "paysupport": "Payment support", "help": "Help",
         }  # fmt: skip
         public = [BotCommand(command=c, description=descriptions[c]) for c in PUBLIC_COMMANDS]
         try:
             await self.bot.set_my_commands(public, scope=BotCommandScopeDefault())
             # Admin commands appear only in the admins' own chats.
             admin = [*public, BotCommand(command="admin_stats", description="Platform stats"),
-                     BotCommand(command="broadcast", description="Message every learner")]  # fmt: skip
+                     BotCommand(command="broadcast", description="Message every learner"),
+                     BotCommand(command="refund", description="Refund a Stars payment")]  # fmt: skip
             for admin_id in self.settings.bot.admin_ids:
                 await self.bot.set_my_commands(admin, scope=BotCommandScopeChat(chat_id=admin_id))
         except TelegramAPIError as exc:
@@ -246,6 +251,8 @@ class BotApp:
                 with self.i18n.context():
                     if taken := await recover_stranded(self.services, self.bot, self.i18n):
                         log.info("stranded answers taken over", answers=taken)
+                    if settled := await settle_stranded(self.services, self.bot):
+                        log.info("stranded payments settled", payments=settled)
             except Exception:
                 log.exception("taking over stranded answers failed")
             # Ends with the bot: shutdown waits for a takeover in progress through wait_idle.

@@ -17,7 +17,7 @@ from speech_coach.contracts.events import TaskType, Track
 from speech_coach.questions import load_bank
 
 Cursor = psycopg.AsyncCursor[dict[str, Any]]
-NOTICE_VERSION = "2026-11"  # bump when the consent notice changes: learners accept the new one
+NOTICE_VERSION = "2026-12"  # bump when the consent notice changes: learners accept the new one
 SUPPORTED_LANGUAGES = i18n.languages()  # those with a catalog
 
 # What the learner picks in the menu -> the task types it draws from.
@@ -97,17 +97,28 @@ async def learner_by_id(cur: Cursor, learner_id: uuid.UUID) -> Learner | None:
 
 
 async def create_learner(
-    cur: Cursor, telegram_user_id: int, chat_id: int, pseudonym: str, language: str, starter_credits: int
+    cur: Cursor,
+    telegram_user_id: int,
+    chat_id: int,
+    pseudonym: str,
+    language: str,
+    starter_credits: int,
+    account_hash: str,
 ) -> Learner:
-    """Create the learner with their starter credits; a concurrent /start for the same user creates one."""
+    """Create the learner with their starter credits, unless this Telegram account was erased before (its keyed
+    hash is in `erased_accounts`): deleting and starting again must not farm free credits. A concurrent /start for
+    the same user creates one."""
     learner_id = uuid.uuid4()
     await cur.execute(
         "INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym, language) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (telegram_user_id) DO NOTHING RETURNING id",
         (learner_id, telegram_user_id, chat_id, pseudonym, language),
     )
-    if await cur.fetchone() is not None and starter_credits > 0:
-        await add_credits(cur, learner_id, starter_credits, "starter", str(learner_id))
+    created = await cur.fetchone() is not None
+    if created and starter_credits > 0:
+        await cur.execute("SELECT 1 FROM erased_accounts WHERE account_hash = %s", (account_hash,))
+        if await cur.fetchone() is None:
+            await add_credits(cur, learner_id, starter_credits, "starter", str(learner_id))
     learner = await learner_by_telegram(cur, telegram_user_id)
     assert learner is not None
     return learner
@@ -156,6 +167,79 @@ async def add_credits(cur: Cursor, learner_id: uuid.UUID, delta: int, reason: st
             return await cur.fetchone() is not None
     except psycopg.errors.CheckViolation as exc:
         raise InsufficientCredits from exc
+
+
+# --- payments --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    telegram_payment_charge_id: str
+    learner_id: uuid.UUID | None
+    telegram_user_id: int
+    chat_id: int
+    provider_payment_charge_id: str
+    payload: str
+    currency: str
+    total_amount: int
+    credits: int  # 0: the payload names no pack on sale
+
+
+async def record_payment(cur: Cursor, p: NewPayment) -> bool:
+    """Write the payment as received (its own transaction, before anything else); False when it was already."""
+    await cur.execute(
+        "INSERT INTO payments (telegram_payment_charge_id, learner_id, telegram_user_id, chat_id, "
+        "provider_payment_charge_id, payload, currency, total_amount, credits, status) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'received') ON CONFLICT DO NOTHING RETURNING 1",
+        (p.telegram_payment_charge_id, p.learner_id, p.telegram_user_id, p.chat_id, p.provider_payment_charge_id,
+         p.payload, p.currency, p.total_amount, p.credits),
+    )  # fmt: skip
+    return await cur.fetchone() is not None
+
+
+async def payment_for_update(cur: Cursor, charge_id: str) -> dict[str, Any] | None:
+    """The payment, locked until the end of the transaction (settling it is then done once)."""
+    await cur.execute(
+        "SELECT p.*, l.language FROM payments p LEFT JOIN learners l ON l.id = p.learner_id "
+        "WHERE p.telegram_payment_charge_id = %s FOR UPDATE OF p",
+        (charge_id,),
+    )
+    return await cur.fetchone()
+
+
+async def payments_to_settle(cur: Cursor, older_than_s: float, limit: int = 50) -> list[str]:
+    """Payments received but not settled: their handler failed or has not finished yet."""
+    await cur.execute(
+        "SELECT telegram_payment_charge_id FROM payments WHERE status = 'received' "
+        "AND paid_at < now() - make_interval(secs => %s) ORDER BY paid_at LIMIT %s",
+        (older_than_s, limit),
+    )
+    return [r["telegram_payment_charge_id"] for r in await cur.fetchall()]
+
+
+async def mark_payment(cur: Cursor, charge_id: str, status: str) -> None:
+    assert status in ("credited", "refunded"), status
+    await cur.execute(
+        "UPDATE payments SET status = %s, settled_at = COALESCE(settled_at, now()), "
+        "refunded_at = CASE WHEN %s = 'refunded' THEN now() ELSE refunded_at END "
+        "WHERE telegram_payment_charge_id = %s",
+        (status, status, charge_id),
+    )
+    if status == "refunded":  # nothing left to do with the payer's ids once an erased learner's payment is refunded
+        await cur.execute(
+            "UPDATE payments SET telegram_user_id = NULL, chat_id = NULL "
+            "WHERE telegram_payment_charge_id = %s AND learner_id IS NULL",
+            (charge_id,),
+        )
+
+
+async def reverse_payment_credits(cur: Cursor, learner_id: uuid.UUID, credits: int, charge_id: str) -> int:
+    """Take back what a refunded payment bought, but never below zero: credits already spent stay spent."""
+    await cur.execute("SELECT 1 FROM learners WHERE id = %s FOR NO KEY UPDATE", (learner_id,))
+    take = min(credits, await balance(cur, learner_id))
+    if take > 0:
+        await add_credits(cur, learner_id, -take, "payment_refund", charge_id)
+    return take
 
 
 # --- questions -------------------------------------------------------------------------------------------
@@ -387,7 +471,14 @@ async def learner_objects(cur: Cursor, learner_id: uuid.UUID) -> list[tuple[str,
     return [(r["bucket"], r["object_key"]) for r in await cur.fetchall()]
 
 
-async def erase_learner(cur: Cursor, learner_id: uuid.UUID) -> None:
-    """Delete every row about the learner; the ledger allows it only inside this erasure."""
+async def erase_learner(cur: Cursor, learner_id: uuid.UUID, account_hash: str) -> None:
+    """Delete every row about the learner; the ledger allows it only inside this erasure. Payments stay for
+    accounting without the link to the learner (a payment still to settle keeps the payer's ids until it is
+    refunded), and the account's keyed hash withholds a second starter grant."""
+    await cur.execute(
+        "UPDATE payments SET telegram_user_id = NULL, chat_id = NULL WHERE learner_id = %s AND status <> 'received'",
+        (learner_id,),
+    )
+    await cur.execute("INSERT INTO erased_accounts (account_hash) VALUES (%s) ON CONFLICT DO NOTHING", (account_hash,))
     await cur.execute("SET LOCAL speech_coach.erasing = 'on'")
     await cur.execute("DELETE FROM learners WHERE id = %s", (learner_id,))

@@ -12,7 +12,7 @@ from bot.db import Database
 from bot.metrics import Metrics
 from bot.publisher import Publisher
 from bot.storage import AudioStore
-from speech_coach.privacy import pseudonym
+from speech_coach.privacy import account_hash, pseudonym
 from speech_coach.settings import Settings
 
 
@@ -33,6 +33,9 @@ class Services:
 
     def pseudonym(self, telegram_user_id: int) -> str:
         return pseudonym(self.settings, telegram_user_id)
+
+    def account_hash(self, telegram_user_id: int) -> str:
+        return account_hash(self.settings, telegram_user_id)
 
     def is_admin(self, telegram_user_id: int) -> bool:
         return telegram_user_id in self.settings.bot.admin_ids

@@ -30,6 +30,11 @@ def consent_notice(settings: Settings) -> str:
             "<b>Research:</b> your answers reach research datasets, under a pseudonym, only if you turn on "
             "“Share with researchers” in /settings. You can turn it off at any time."
         )
+        + "\n\n"
+        + _(
+            "<b>After deleting:</b> we keep a keyed hash of your Telegram account, from which the account cannot be "
+            "recovered, for one purpose only: not to give the free starter credits twice."
+        )
     )
 
 
@@ -63,7 +68,7 @@ def help_text() -> str:
         "<b>Speech Coach</b> helps you practise spoken English.\n\n"
         "/practice — choose a track and get a question\n"
         "/stats — your progress as a chart\n"
-        "/balance — your credits; /buy — top up with Telegram Stars\n"
+        "/balance — your credits; /buy — top up with Telegram Stars; /paysupport — help with a payment\n"
         "/settings — language, repetition, transcription, reminders\n"
         "/privacy — what we store; /delete_my_data — erase it\n\n"
         "Answer each question with a voice message. One feedback costs one credit."

@@ -35,6 +35,13 @@ def require_private_key(settings: Settings, component: str) -> None:
     )
 
 
+def account_hash(settings: Settings, telegram_user_id: int) -> str:
+    """The keyed hash kept of an erased Telegram account, for one purpose only: not to grant the free starter
+    credits twice. Another derivation than the pseudonym's, so the two cannot be matched."""
+    key = settings.privacy.pseudonym_key.get_secret_value().encode()
+    return hmac.new(key, f"erased-account:{telegram_user_id}".encode(), hashlib.sha256).hexdigest()
+
+
 def pseudonym(settings: Settings, telegram_user_id: int) -> str:
     key = settings.privacy.pseudonym_key.get_secret_value().encode()
     digest = hmac.new(key, str(telegram_user_id).encode(), hashlib.sha256).hexdigest()

@@ -5,11 +5,12 @@ that they exist (they are not in anyone else's command menu either)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import Command, Filter
+from aiogram.filters import Command, CommandObject, Filter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, TelegramObject, User
@@ -60,6 +61,40 @@ async def admin_stats(message: Message, services: Services) -> None:
         f"failed or rejected: {s['failed']}\n"
         f"Payments: {s['payments']} ({s['stars']} ⭐)"
     )
+
+
+@router.message(Command("refund"))
+async def refund(message: Message, command: CommandObject, services: Services, bot: Bot) -> None:
+    """Refund a Stars payment (Telegram's refundStarPayment) and take back the credits it bought, never below zero."""
+    from bot.routers.payments import payment_refunded_text, refund_stars, reverse
+
+    charge = (command.args or "").strip()
+    if not charge:
+        await message.answer("Usage: /refund CHARGE_ID (the telegram_payment_charge_id, e.g. from /paysupport).")
+        return
+    async with services.db.tx() as cur:
+        await cur.execute(
+            "SELECT telegram_user_id, status FROM payments WHERE telegram_payment_charge_id = %s", (charge,)
+        )
+        row = await cur.fetchone()
+    if row is None:
+        await message.answer("No payment with that charge id.")
+        return
+    if row["status"] == "refunded":
+        await message.answer("That payment was refunded already.")
+        return
+    if not await refund_stars(bot, row["telegram_user_id"], charge):
+        await message.answer("Telegram did not refund the payment (the payer may have erased their data); see the log.")
+        return
+    outcome, taken, payment = await reverse(services, charge)
+    log.info("admin refund", outcome=outcome, credits_taken=taken)
+    assert payment is not None
+    await message.answer(f"Refunded {payment['total_amount']} ⭐; {taken} credits taken back.", parse_mode=None)
+    if outcome == "refunded" and payment["chat_id"] is not None:
+        with contextlib.suppress(TelegramAPIError):
+            await bot.send_message(
+                payment["chat_id"], payment_refunded_text(payment["language"] or "en", payment["total_amount"], taken)
+            )
 
 
 @router.message(Command("broadcast"))

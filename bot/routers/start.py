@@ -36,6 +36,7 @@ async def start(message: Message, learner: repo.Learner | None, services: Servic
             learner = await repo.create_learner(
                 cur, message.from_user.id, message.chat.id, services.pseudonym(message.from_user.id),
                 language_for(message.from_user), services.settings.bot.starter_credits,
+                services.account_hash(message.from_user.id),
             )  # fmt: skip
         log.info("learner created")
     if not learner.consented:
@@ -87,14 +88,19 @@ async def consent(
     await state.clear()
     async with services.db.tx() as cur:
         credits = await repo.balance(cur, learner.id)
-    await query.message.answer(
+    greeting = (
         ngettext(
             current_language(),
             "Thank you! You have {credits} free credit; one feedback costs one credit.",
             "Thank you! You have {credits} free credits; one feedback costs one credit.",
             credits,
         ).format(credits=credits)
-        + "\n\n" + _("Choose what to practise:"),
+        if credits
+        else _("Thank you! Free starter credits are given once per Telegram account; top up with /buy. "
+               "One feedback costs one credit.")
+    )  # fmt: skip
+    await query.message.answer(
+        greeting + "\n\n" + _("Choose what to practise:"),
         reply_markup=keyboards.menu(),
     )  # fmt: skip
 
@@ -158,8 +164,9 @@ async def confirm_delete(
             shared = await repo.object_still_used(cur, key, except_learner=learner.id)
         if not shared:
             await services.store.delete(bucket, key)
+    assert query.from_user is not None
     async with services.db.tx() as cur:
-        await repo.erase_learner(cur, learner.id)
+        await repo.erase_learner(cur, learner.id, services.account_hash(query.from_user.id))
     await state.clear()
     log.info("learner data erased", objects=len(objects))
     await query.message.answer(_("All your data has been deleted. Send /start if you ever want to come back."))

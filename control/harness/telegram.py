@@ -88,6 +88,7 @@ class TelegramStandIn:
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._failures: dict[str, int] = {}  # method -> how many of its next calls get a 500
+        self.refunded: set[str] = set()  # Stars payments refunded with refundStarPayment
         self.file_delay_s = 0.0  # how long a file download takes: holds the bot mid-answer for fault tests
         self._message_ids = itertools.count(5000)
         self._lock = threading.Condition()
@@ -229,6 +230,13 @@ class TelegramStandIn:
         invoice = {"title": params["title"], "description": params["description"], "start_parameter": "",
                    "currency": params["currency"], "total_amount": total}  # fmt: skip
         return self._message(params["chat_id"], invoice=invoice)
+
+    def _m_refundStarPayment(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        charge = params["telegram_payment_charge_id"]
+        if charge in self.refunded:
+            raise _ApiError("Bad Request: CHARGE_ALREADY_REFUNDED")
+        self.refunded.add(charge)
+        return True
 
     def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         file_id = params["file_id"]
