@@ -34,7 +34,7 @@ from bot.feedback import FeedbackConsumer
 from bot.health import health_app
 from bot.i18n import LearnerI18nMiddleware, make_i18n
 from bot.metrics import Metrics
-from bot.middlewares import LearnerMiddleware, UpdateOnceMiddleware
+from bot.middlewares import LearnerMiddleware, PrivateChatsOnly, UpdateOnceMiddleware
 from bot.publisher import Publisher
 from bot.routers import all_routers
 from bot.routers.answers import recover_stranded
@@ -125,6 +125,7 @@ class BotApp:
 
         dp = self.dp
         dp["services"] = services
+        dp.update.outer_middleware(PrivateChatsOnly())  # first: nothing else may see a group's updates
         dp.update.outer_middleware(UpdateOnceMiddleware(services))
         learner_mw = LearnerMiddleware(services)
         for name, observer in dp.observers.items():

@@ -162,3 +162,40 @@ def test_malformed_feedback_events_become_dead_letters_and_delivery_goes_on(
     assert running_bot.app is not None
     assert running_bot.app.metrics.feedback.labels("invalid")._value.get() == len(bad)
     assert len(user.sent()) == 3
+
+
+def test_groups_are_served_nothing_and_their_buttons_change_nothing(
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings
+) -> None:
+    """In a group, feedback and transcripts would reach every member and anyone could press another's buttons: the
+    bot serves private chats only and says so politely; nothing is stored for anyone."""
+    member = User(tg)
+    group = {"id": -1001234567, "type": "supergroup", "title": "Study group"}
+
+    def in_group(**content: object) -> None:
+        tg.inject({"message": {"message_id": 7, "date": 1700000000, "from": member.user, "chat": group, **content}})
+
+    in_group(text="/start", entities=[{"type": "bot_command", "offset": 0, "length": 6}])
+    (note,) = tg.wait_sent(group["id"], 1)
+    assert "private chats only" in note.params["text"]
+    in_group(text="hello everyone")  # not a command: not answered
+    anonymous = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+    tg.inject({"message": {"message_id": 8, "date": 1700000000, "from": anonymous, "sender_chat": group,
+                           "chat": group, "text": "/practice",
+                           "entities": [{"type": "bot_command", "offset": 0, "length": 9}]}})  # fmt: skip
+    # A button under a message in the group, pressed by a member (a settings toggle, a deletion confirmation).
+    for data in ("settings:reminders", "delete:1"):
+        query_id = uuid.uuid4().hex
+        tg.inject({"callback_query": {"id": query_id, "from": member.user, "chat_instance": "g", "data": data,
+                                      "message": {"message_id": 9, "date": 1700000000, "chat": group}}})  # fmt: skip
+        answered = tg.wait_for(
+            lambda calls, q=query_id: next(
+                (c for c in calls if c.method == "answerCallbackQuery" and c.params["callback_query_id"] == q), None
+            )
+        )
+        assert "private chats only" in answered.params.get("text", "")
+    tg.wait_sent(group["id"], 2)  # the anonymous admin's command got the note too
+    time.sleep(1)
+    assert len(tg.sent(group["id"])) == 2
+    assert rows(bot_env, "SELECT count(*) FROM learners") == [(0,)]
+    assert rows(bot_env, "SELECT count(*) FROM processed_updates") == [(0,)]
