@@ -32,8 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from referencing import Registry, Resource
 
 from speech_coach.contracts.events import TaskType, Track
+from speech_coach.package_data import data_dir
 
-DEFAULT_BANK_DIR = Path(__file__).resolve().parents[1] / "question_bank"
+# Package data: the repository's question_bank/ (through the symlink speech_coach/question_bank), or the wheel's copy.
+DEFAULT_BANK_DIR = data_dir("speech_coach", "question_bank")
 BANK_FILE = "bank.yaml"
 SCHEMA_FILE = "schema.json"
 MAX_SPEAKING_TIME_S = 600  # the event contract's limit (RawVoiceAnswer.speaking_time_s)
@@ -442,7 +444,7 @@ def _read(path: Path) -> _Doc:
 def load_bank(directory: str | os.PathLike[str] = DEFAULT_BANK_DIR, *, schema: Path | None = None) -> QuestionBank:
     """Load and validate the bank in `directory`; raise `QuestionBankError` naming file, line and field.
 
-    The schema is `directory/schema.json` when there is one, else the repository's `question_bank/schema.json`.
+    The schema is `directory/schema.json` when there is one, else the shipped bank's `schema.json`.
     """
     directory = Path(directory)
     if schema is None:
