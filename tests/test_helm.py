@@ -8,6 +8,7 @@ schemas of a fixed version (kubernetes-validate, strict: unknown fields fail); t
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -412,7 +413,7 @@ def test_no_image_installs_the_dev_environment() -> None:
 def python_modules_run(command: list[str]) -> list[str]:
     """The modules a container command runs with `python -m`, through `sh -c` too."""
     words = [w for part in command for w in part.split()]
-    return [b for a, b in zip(words, words[1:], strict=False) if a == "-m"]
+    return [b for a, b in itertools.pairwise(words) if a == "-m"]
 
 
 def test_chart_and_images_run_module_entry_points() -> None:
