@@ -144,8 +144,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT).stdout
     for rel in filter(None, listed.split("\0")):
         source, target = ROOT / rel, src / rel
-        if not (source.exists() or source.is_symlink()):
-            continue  # deleted in the worktree, not yet in the index
+        if not (source.exists() or source.is_symlink()) or (source.is_dir() and not source.is_symlink()):
+            continue  # deleted in the worktree (not yet in the index), or a directory where git has a file or submodule
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_symlink():  # the package-data links (speech_coach/question_bank, warehouse/dbt_project)
             target.symlink_to(os.readlink(source))
