@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
@@ -44,10 +45,10 @@ from speech_coach.db import upgrade
 from speech_coach.kafka import ensure_topics
 from speech_coach.logging import configure_logging, get_logger
 from speech_coach.observability.tracing import setup_tracing, shutdown_tracing
+from speech_coach.privacy import InsecurePseudonymKey, require_private_key
 from speech_coach.settings import Settings
 
 log = get_logger("bot")
-WEBHOOK_PATH = "/telegram/webhook"
 PUBLIC_COMMANDS = ["start", "practice", "stats", "balance", "buy", "settings", "privacy", "delete_my_data", "help"]
 
 
@@ -68,6 +69,11 @@ class _CheckedWebhook(SimpleRequestHandler):
         return ok
 
 
+def webhook_path(webhook_url: str) -> str:
+    """The path Telegram posts to: the configured URL's own (an ingress forwards it unchanged)."""
+    return urlsplit(webhook_url).path or "/"
+
+
 def make_session(settings: Settings) -> AiohttpSession:
     base = settings.bot.api_base_url.rstrip("/")
     return AiohttpSession(api=TelegramAPIServer.from_base(base)) if base else AiohttpSession()
@@ -80,6 +86,10 @@ class BotApp:
             raise BotNotConfigured("no bot token: set SC_BOT__TOKEN to the token @BotFather gave you")
         if settings.bot.webhook_url and not settings.bot.webhook_secret.get_secret_value():
             raise BotNotConfigured("a webhook needs a secret: set SC_BOT__WEBHOOK_SECRET (1-256 of A-Z a-z 0-9 _ -)")
+        try:
+            require_private_key(settings, "the bot")
+        except InsecurePseudonymKey as exc:
+            raise BotNotConfigured(str(exc)) from exc
         self.settings = settings
         self.metrics = Metrics()
         self.bot = Bot(token, session=make_session(settings), default=DefaultBotProperties(parse_mode=ParseMode.HTML))
@@ -182,7 +192,7 @@ class BotApp:
         app = web.Application()
         _CheckedWebhook(
             dispatcher=self.dp, bot=self.bot, secret_token=cfg.webhook_secret.get_secret_value(), metrics=self.metrics
-        ).register(app, path=WEBHOOK_PATH)
+        ).register(app, path=webhook_path(cfg.webhook_url))
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, cfg.webhook_host, cfg.webhook_port).start()
@@ -191,7 +201,7 @@ class BotApp:
             cfg.webhook_url, secret_token=cfg.webhook_secret.get_secret_value(),
             allowed_updates=self.dp.resolve_used_update_types(),
         )  # fmt: skip
-        log.info("bot webhook listening", port=cfg.webhook_port)
+        log.info("bot webhook listening", port=cfg.webhook_port, path=webhook_path(cfg.webhook_url))
         await self._stop.wait()
 
     def request_stop(self) -> None:

@@ -17,6 +17,7 @@ import base64
 import time
 import uuid
 from collections import Counter
+from html import escape
 from typing import Any
 
 import structlog
@@ -28,13 +29,14 @@ from opentelemetry.trace import SpanKind
 from psycopg.types.json import Jsonb
 
 from bot import keyboards, repo
-from bot.formatting import feedback_messages, rejection_text
+from bot.formatting import feedback_messages
 from bot.services import Services
 from speech_coach.contracts.events import ContractError, DeadLetter, FeedbackResult, ResultStatus, decode_as
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import consumer_config, topic_name
 from speech_coach.logging import get_logger
 from speech_coach.observability.tracing import context_from_headers, context_from_traceparent, tracer
+from speech_coach.rejections import rejection_text
 from speech_coach.text.tokenize import tokenize
 
 log = get_logger("bot.feedback")
@@ -155,7 +157,8 @@ class FeedbackConsumer:
             if result.status is ResultStatus.OK:
                 texts = feedback_messages(result, question.title)
             else:
-                texts = [rejection_text(result.rejection_reason)]
+                # Rendered again from the code, in the learner's language now, from the catalog the job used.
+                texts = [escape(rejection_text(result.rejection_reason, learner.language), quote=False)]
             markup = keyboards.after_feedback(repo.KIND_OF_TASK[question.task_type], question.id)
             try:
                 await self._send(learner.chat_id, texts, markup)

@@ -10,7 +10,9 @@ from html import escape
 
 from aiogram.utils.i18n import gettext as _
 
+from bot.i18n import current_language
 from speech_coach.contracts.events import FeedbackResult
+from speech_coach.i18n import ngettext
 
 LIMIT = 4096
 
@@ -82,10 +84,14 @@ def feedback_sections(result: FeedbackResult, title: str) -> list[str]:
         sections += _block(_("Improved example answer"), result.improved_answer)
     if result.metrics:
         m = result.metrics
+        wpm = round(m.words_per_minute)
+        rate = ngettext(
+            current_language(), "Speaking rate: {wpm} word per minute", "Speaking rate: {wpm} words per minute", wpm
+        )
         metrics_heading = _("Key metrics")
         sections.append(
             f"<b>{escape(metrics_heading)}</b>\n"
-            + _("Speaking rate: {wpm:.0f} words per minute").format(wpm=m.words_per_minute) + "\n"
+            + rate.format(wpm=wpm) + "\n"
             + _("Pauses: {count} (average {mean:.1f} s)").format(count=m.pause_count, mean=m.mean_pause_s) + "\n"
             + _("Lexical diversity (MATTR): {ld:.2f}").format(ld=m.lexical_diversity)
         )  # fmt: skip
@@ -110,16 +116,3 @@ def pack(sections: list[str], limit: int = LIMIT) -> list[str]:
 
 def feedback_messages(result: FeedbackResult, title: str) -> list[str]:
     return pack(feedback_sections(result, title))
-
-
-def rejection_text(reason: str | None) -> str:
-    known = {
-        "audio.silent": _("I could not hear any speech in your recording."),
-        "audio.too_short": _("Your recording is too short to assess."),
-        "audio.too_long": _("Your recording is longer than this task allows."),
-        "audio.unreadable": _("Your recording could not be read."),
-        "audio.not_english": _("Your answer does not seem to be in English."),
-        "transcript.empty": _("I could not make out any words in your recording."),
-    }
-    why = known.get(reason or "", _("Your answer could not be analysed."))
-    return why + " " + _("Your credit was returned. Please try again.")

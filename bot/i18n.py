@@ -1,52 +1,42 @@
-"""Translation catalogs: gettext `.po` files under `bot/locales`, compiled when the bot starts.
+"""The bot's translations: aiogram's I18n over the core's catalogs (speech_coach/locales, `speech_coach.i18n`).
 
-Compiling at start-up (Babel) means a fresh clone needs no build step and no `.mo` files can go stale.
-The learner's language comes from their settings, else from Telegram's `language_code`, else English.
+The same compiled catalogs serve the answer job's texts and the bot's, so a learner reads one set of texts
+whichever runtime wrote them. The learner's language comes from their settings, else from Telegram's
+`language_code`, else English.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from aiogram.types import TelegramObject, User
-from aiogram.utils.i18n import I18n, I18nMiddleware
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from aiogram.utils.i18n import I18n, I18nMiddleware, get_i18n
 
-from bot.repo import SUPPORTED_LANGUAGES, Learner
-
-LOCALES = Path(__file__).parent / "locales"
-DOMAIN = "messages"
-
-
-def compile_catalogs(target: Path) -> Path:
-    """Compile every `.po` catalog to `<target>/<locale>/LC_MESSAGES/<domain>.mo`, the layout I18n reads."""
-    for po_path in sorted(LOCALES.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
-        locale = po_path.parents[1].name
-        with po_path.open("rb") as handle:
-            catalog = read_po(handle, locale=locale)
-        out = target / locale / "LC_MESSAGES" / f"{DOMAIN}.mo"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("wb") as handle:
-            write_mo(handle, catalog)
-    return target
+from bot.repo import Learner
+from speech_coach import i18n
 
 
 def make_i18n() -> I18n:
-    # A private directory per process: the package directory may be read-only in a container image.
-    target = Path(tempfile.mkdtemp(prefix="speech-coach-locales-"))
-    try:
-        return I18n(path=compile_catalogs(target), default_locale="en", domain=DOMAIN)
-    finally:
-        shutil.rmtree(target, ignore_errors=True)  # I18n loaded the catalogs into memory
+    """aiogram's I18n over the core's translations, compiled in memory: no `.mo` files and no writable directory
+    (the package may be read-only in a container image)."""
+    # I18n only knows how to load `.mo` files from a directory: start it on an empty one, then hand it the
+    # core's catalogs. (A subclass would not do: aiogram's gettext finds the I18n in context by exact class.)
+    with tempfile.TemporaryDirectory(prefix="speech-coach-i18n-") as empty:
+        bot_i18n = I18n(path=empty, default_locale=i18n.DEFAULT_LANGUAGE, domain=i18n.DOMAIN)
+    bot_i18n.locales = {lang: i18n.translations(lang) for lang in i18n.languages()}
+    return bot_i18n
+
+
+def current_language() -> str:
+    """The language aiogram's I18n renders in now, for the core's `ngettext(lang, ...)`: a count's plural form
+    comes from the same compiled catalog (aiogram's own plural call could not be told apart from the core's
+    when the texts are extracted)."""
+    return get_i18n().current_locale
 
 
 def language_for(user: User | None) -> str:
-    code = (user.language_code or "").split("-")[0].lower() if user else ""
-    return code if code in SUPPORTED_LANGUAGES else "en"
+    return i18n.language(user.language_code if user else None)
 
 
 class LearnerI18nMiddleware(I18nMiddleware):

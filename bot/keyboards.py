@@ -16,7 +16,9 @@ from bot.callbacks import (
     RetryCb,
     SettingsCb,
 )  # fmt: skip
+from bot.i18n import current_language
 from bot.repo import Learner
+from speech_coach.i18n import ngettext
 
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}
 TEMPERATURES = ("0.0", "0.2", "0.4")
@@ -90,8 +92,10 @@ def settings(learner: Learner) -> InlineKeyboardMarkup:
 def packs(packs: dict[int, int]) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for credits, stars in packs.items():
-        kb.button(text=_("{credits} credits for {stars} ⭐").format(credits=credits, stars=stars),
-                  callback_data=BuyCb(credits=credits))  # fmt: skip
+        label = ngettext(
+            current_language(), "{credits} credit for {stars} ⭐", "{credits} credits for {stars} ⭐", credits
+        )
+        kb.button(text=label.format(credits=credits, stars=stars), callback_data=BuyCb(credits=credits))
     return kb.adjust(1).as_markup()
 
 

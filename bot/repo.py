@@ -12,12 +12,13 @@ from typing import Any
 
 import psycopg
 
+from speech_coach import i18n
 from speech_coach.contracts.events import TaskType, Track
 from speech_coach.questions import load_bank
 
 Cursor = psycopg.AsyncCursor[dict[str, Any]]
 NOTICE_VERSION = "2026-11"  # bump when the consent notice changes: learners accept the new one
-SUPPORTED_LANGUAGES = ("en", "ru")
+SUPPORTED_LANGUAGES = i18n.languages()  # those with a catalog
 
 # What the learner picks in the menu -> the task types it draws from.
 PRACTICE_KINDS: dict[str, tuple[TaskType, ...]] = {

@@ -8,6 +8,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.repo import Question
 from speech_coach.contracts.events import TaskType
+from speech_coach.questions import TASK_LABELS
 from speech_coach.settings import Settings
 
 
@@ -33,29 +34,21 @@ def consent_notice(settings: Settings) -> str:
 
 
 def task_label(task: TaskType) -> str:
-    return {
-        TaskType.TOEFL_INDEPENDENT: _("TOEFL Task 1 — independent"),
-        TaskType.TOEFL_INTEGRATED_CAMPUS: _("TOEFL Task 2 — campus situation"),
-        TaskType.TOEFL_INTEGRATED_ACADEMIC: _("TOEFL Task 3 — academic course"),
-        TaskType.TOEFL_INTEGRATED_LECTURE: _("TOEFL Task 4 — academic lecture"),
-        TaskType.TOEFL_LISTEN_REPEAT: _("TOEFL Listen and Repeat"),
-        TaskType.TOEFL_INTERVIEW: _("TOEFL Take an Interview"),
-        TaskType.JOB_INTERVIEW: _("Job interview"),
-        TaskType.WORKPLACE: _("Workplace conversation"),
-    }[task]
+    return _(TASK_LABELS[task])
 
 
 def question_text(q: Question) -> str:
     parts = [f"<b>{escape(task_label(q.task_type))}</b>: {escape(q.title)}"]
-    reading, listening, repeat, tip = _("Reading"), _("Listening (transcript)"), _("Repeat this sentence"), _("Tip")
-    if q.reading:
-        parts.append(f"<b>{reading}</b>\n<blockquote expandable>{escape(q.reading)}</blockquote>")
-    if q.listening:
-        parts.append(f"<b>{listening}</b>\n<blockquote expandable>{escape(q.listening)}</blockquote>")
-    if q.sentence:
-        parts.append(f"<b>{repeat}</b>\n<blockquote>{escape(q.sentence)}</blockquote>")
+    # The material the task gives, each under its heading; long readings and lectures fold away.
+    material = (
+        (_("Reading"), q.reading, "blockquote expandable"),
+        (_("Listening (transcript)"), q.listening, "blockquote expandable"),
+        (_("Repeat this sentence"), q.sentence, "blockquote"),
+    )
+    parts += [f"<b>{head}</b>\n<{tag}>{escape(body)}</blockquote>" for head, body, tag in material if body]
     parts.append(escape(q.prompt))
     if q.tip:
+        tip = _("Tip")
         parts.append(f"<i>{tip}: {escape(q.tip)}</i>")
     parts.append(
         _("Preparation: {prep} s · Speaking: {speak} s. Answer with a voice message.").format(

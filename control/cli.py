@@ -13,6 +13,7 @@ from rich.table import Table
 
 from control.simulator.cli import app as simulate_app
 from control.stack import Stack, StackError
+from control.stack.isolated import local_settings
 from speech_coach.settings import Settings
 from warehouse.cli import app as warehouse_app
 
@@ -55,6 +56,20 @@ def db_upgrade() -> None:
     console.print(f"Operational database at revision {current_revision(settings)}.")
 
 
+@db_app.command("rekey-pseudonyms")
+def db_rekey_pseudonyms() -> None:
+    """After rotating SC_PRIVACY__PSEUDONYM_KEY: recompute every learner's stored pseudonym with the new key."""
+    from speech_coach.db.pseudonyms import rekey_pseudonyms
+    from speech_coach.privacy import InsecurePseudonymKey
+
+    try:
+        changed = rekey_pseudonyms(Settings())
+    except InsecurePseudonymKey as exc:
+        err_console.print(f"[bold red]error[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from exc
+    console.print(f"{changed} pseudonyms re-keyed; the next learners sync carries them to the warehouse.")
+
+
 @app.command("run")
 def run() -> None:
     """Bring up the platform on the local stack and print where everything is.
@@ -64,7 +79,7 @@ def run() -> None:
     """
     from speech_coach.kafka import ensure_topics
 
-    settings = Settings()
+    settings = local_settings()
     stack = Stack(settings, platform=True)
     try:
         with console.status("starting the platform...") as status:

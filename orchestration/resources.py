@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from speech_coach.settings import Settings
+
+S3_SECRET = "SC_S3__SECRET_KEY"  # noqa: S105 - the variable's name, not its value
 
 
 class SettingsResource(dg.ConfigurableResource):  # type: ignore[misc]
@@ -26,10 +29,14 @@ class SettingsResource(dg.ConfigurableResource):  # type: ignore[misc]
 
 
 def s3_resource(settings: Settings) -> S3Resource:
+    """dagster-aws's S3 resource on the settings' store. The secret goes in as an `EnvVar`, which Dagster resolves
+    at run time and shows by its name only; a plain value would be shown in the UI's resource configuration."""
+    # Settings may come from a .env file rather than the environment: the EnvVar must still resolve.
+    os.environ.setdefault(S3_SECRET, settings.s3.secret_key.get_secret_value())
     return S3Resource(
         endpoint_url=settings.s3_endpoint,
         aws_access_key_id=settings.s3.access_key,
-        aws_secret_access_key=settings.s3.secret_key.get_secret_value(),
+        aws_secret_access_key=dg.EnvVar(S3_SECRET),
         region_name=settings.s3.region,
         use_ssl=settings.s3_endpoint.startswith("https"),
     )

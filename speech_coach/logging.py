@@ -1,10 +1,11 @@
-"""Structured logging: JSON lines with secrets redacted wherever they appear."""
+"""Structured logging: JSON lines with secrets redacted wherever they appear (traces use the same redactor)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -19,21 +20,25 @@ class SecretRedactor:
         # Longest first so a secret containing another is replaced whole.
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
-    def _scrub(self, value: Any) -> Any:
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def scrub(self, value: Any) -> Any:
+        """`value` with every secret replaced, strings inside dicts, lists and tuples included."""
         if isinstance(value, str):
             for secret in self._secrets:
                 value = value.replace(secret, REDACTED)
             return value
-        if isinstance(value, dict):
-            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, dict | MappingProxyType):
+            return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(self._scrub(v) for v in value)
+            return type(value)(self.scrub(v) for v in value)
         return value
 
     def __call__(self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if not self._secrets:
             return event_dict
-        return {k: self._scrub(v) for k, v in event_dict.items()}
+        return {k: self.scrub(v) for k, v in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True, secrets: Iterable[str] = ()) -> None:

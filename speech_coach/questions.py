@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from referencing import Registry, Resource
 
 from speech_coach.contracts.events import TaskType, Track
+from speech_coach.i18n import N_
 from speech_coach.package_data import data_dir
 
 # Package data: the repository's question_bank/ (through the symlink speech_coach/question_bank), or the wheel's copy.
@@ -75,6 +76,18 @@ MATERIAL: dict[TaskType, dict[str, bool | None]] = {
     TaskType.TOEFL_INTERVIEW: {**_NO_MATERIAL, "set_id": True, "set_position": True},
     TaskType.JOB_INTERVIEW: {**_NO_MATERIAL, "tip": True},
     TaskType.WORKPLACE: {**_NO_MATERIAL, "tip": None},
+}
+
+# What a learner reads as each task's name (translated where shown: speech_coach/locales).
+TASK_LABELS: dict[TaskType, str] = {
+    TaskType.TOEFL_INDEPENDENT: N_("TOEFL Task 1 — independent"),
+    TaskType.TOEFL_INTEGRATED_CAMPUS: N_("TOEFL Task 2 — campus situation"),
+    TaskType.TOEFL_INTEGRATED_ACADEMIC: N_("TOEFL Task 3 — academic course"),
+    TaskType.TOEFL_INTEGRATED_LECTURE: N_("TOEFL Task 4 — academic lecture"),
+    TaskType.TOEFL_LISTEN_REPEAT: N_("TOEFL Listen and Repeat"),
+    TaskType.TOEFL_INTERVIEW: N_("TOEFL Take an Interview"),
+    TaskType.JOB_INTERVIEW: N_("Job interview"),
+    TaskType.WORKPLACE: N_("Workplace conversation"),
 }
 
 

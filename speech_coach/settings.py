@@ -119,10 +119,16 @@ class WarehouseSettings(BaseModel):
     _port = field_validator("ingest_health_port")(_check_port)
 
 
+# Published with the code, so anyone could invert pseudonyms made with it: accepted only in an environment set
+# explicitly to local or test (speech_coach.privacy.require_private_key).
+PUBLIC_PSEUDONYM_KEY = "local-development-pseudonym-key"
+
+
 class PrivacySettings(BaseModel):
     pseudonym_key: SecretStr = Field(
-        SecretStr("local-development-pseudonym-key"),
-        description="HMAC key that turns Telegram ids into research pseudonyms. Secret: set a long random value.",
+        SecretStr(PUBLIC_PSEUDONYM_KEY),
+        description="HMAC key that turns Telegram ids into research pseudonyms. Secret: set a long random value "
+        "(at least 32 characters); the default is public and accepted only with SC_ENVIRONMENT set to local or test.",
     )
 
 
@@ -385,7 +391,11 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    environment: Literal["local", "test", "production"] = Field("local", description="Deployment name.")
+    environment: Literal["local", "test", "production"] = Field(
+        "local",
+        description="Deployment name. Only when set explicitly to local or test (the local stack's commands set "
+        "local) may the bot, ingestion and exports run with the public default pseudonym key.",
+    )
     stack: StackSettings = StackSettings()
     postgres: PostgresSettings = PostgresSettings()
     kafka: KafkaSettings = KafkaSettings()

@@ -28,6 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # The suite runs its own servers; an operator's SC_* environment must not redirect it elsewhere.
     for key in [k for k in os.environ if k.startswith("SC_")]:
         del os.environ[key]
+    # Explicitly a test environment: the public default pseudonym key is refused anywhere else.
+    os.environ["SC_ENVIRONMENT"] = "test"
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,15 @@ class ReceivedSpan:
     span_id: str
     parent_span_id: str
     attributes: dict[str, str]
+    # (name, attributes) of each event: recorded exceptions carry their message and traceback here.
+    events: tuple[tuple[str, dict[str, str]], ...] = ()
+    status_message: str = ""
 
 
 class OtlpCollector:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.bodies: list[bytes] = []  # every export request as sent, to search for what must never be in it
         self.lock = threading.Lock()
         collector = self
 
@@ -36,12 +40,17 @@ class OtlpCollector:
                     for scope in resource_spans.scope_spans:
                         for span in scope.spans:
                             attrs = {a.key: a.value.string_value for a in span.attributes}
+                            events = tuple(
+                                (e.name, {a.key: a.value.string_value for a in e.attributes}) for e in span.events
+                            )
                             received.append(
                                 ReceivedSpan(resource["service.name"], span.name, span.trace_id.hex(),
-                                             span.span_id.hex(), span.parent_span_id.hex(), attrs)
+                                             span.span_id.hex(), span.parent_span_id.hex(), attrs, events,
+                                             span.status.message)
                             )  # fmt: skip
                 with collector.lock:
                     collector.spans.extend(received)
+                    collector.bodies.append(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.end_headers()

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bot import repo
 from control.harness.telegram import TelegramStandIn, User, check_html, transcript
 from control.stack import Stack
+from speech_coach import rejections
 from speech_coach.audio.tts import synthesize, to_ogg_opus
 from speech_coach.contracts.events import (
     FeedbackResult,
@@ -25,9 +27,13 @@ from speech_coach.contracts.events import (
     RawVoiceAnswer,
     ResultStatus,
     RubricScore,
+    TaskType,
+    Track,
     decode_as,
 )  # fmt: skip
 from speech_coach.contracts.topics import Topic
+from speech_coach.i18n import read_catalog
+from speech_coach.rejections import RejectionReason
 from speech_coach.s3 import s3_client
 from speech_coach.settings import Settings
 from speech_coach.tools import find_ffmpeg
@@ -198,6 +204,7 @@ def test_every_refusal_in_the_learners_language(
     try:
         user = onboard(tg, language_code="ru", choose="Русский")
         assert "Выберите, что тренировать" in user.last_text()
+        assert "У вас 3 бесплатных кредита;" in user.last_text()  # the plural form for 3, not the one for 5
         audio, seconds = voice_ogg
         # Before any question: answer refused, pointing to the menu.
         user.voice(audio, seconds)
@@ -279,7 +286,7 @@ def test_rejected_answer_is_refunded_once(
     publish(bot_env, rejected)
     publish(bot_env, rejected)
     message = wait_feedback(user, after=5)[-1].params["text"]
-    assert "could not hear any speech" in message and "credit was returned" in message
+    assert "could not hear any speech" in message and "No credit was spent." in message
     tg.wait_for(lambda _c: len(read_topic(bot_env, Topic.FEEDBACK, 2, timeout=5)) == 2)
     time.sleep(2)
     assert len(user.sent()) == 6
@@ -287,6 +294,53 @@ def test_rejected_answer_is_refunded_once(
         ("starter", 3), ("answer", -1), ("refund", 1),
     ]  # fmt: skip
     assert rows(bot_env, "SELECT status FROM answers") == [("rejected",)]
+
+
+def catalog_text(lang: str, msgid: str) -> str:
+    """A text as the catalog file has it, read without the gettext machinery the bot uses."""
+    entry = read_catalog(lang).get(msgid)
+    assert entry is not None, f"{lang}: {msgid!r} is not in the catalog"
+    return str(entry.string) if lang != "en" else msgid
+
+
+def test_every_rejection_reason_reaches_the_learner_as_the_catalog_text(
+    running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings, voice_ogg: tuple[bytes, int]
+) -> None:
+    # What the bot really sends in Telegram for each code the pipeline can emit, in both languages, is the
+    # catalog's text for that code (plus "no credit was spent"); a code it does not know gets the general line.
+    audio, seconds = voice_ogg
+    learners = [
+        (onboard(tg), "en", "TOEFL Task 1 (independent)", "Retry"),
+        (onboard(tg, language_code="ru", choose="Русский"), "ru", "TOEFL, задание 1 (independent)", "Ещё раз"),
+    ]
+    codes = [(r.value, rejections.TEXTS[r]) for r in RejectionReason] + [("audio.too_short", rejections.UNKNOWN)]
+    wrong = []
+    for user, lang, track, retry in learners:
+        ask_question(user, track)
+        for code, msgid in codes:
+            n = len(user.sent())
+            update = user.voice(audio, seconds)
+            user.wait_sent(n + 1)  # "Answer received"
+            answer_id = str(repo.answer_id_for(user.id, update["message"]["message_id"]))
+            tg.wait_for(lambda _c, a=answer_id: rows(bot_env, "SELECT status FROM answers WHERE id = %s", a)
+                        == [("published",)])  # fmt: skip
+            ((learner_id,),) = rows(bot_env, "SELECT learner_id FROM answers WHERE id = %s", answer_id)
+            publish(bot_env, FeedbackResult(
+                answer_id=answer_id, learner_id=str(learner_id), question_id="q", track=Track.TOEFL,
+                task_type=TaskType.TOEFL_INDEPENDENT, status=ResultStatus.REJECTED, rejection_reason=code,
+                interface_language=lang, answered_at=datetime.now(UTC),
+            ))  # fmt: skip
+            sent = str(wait_feedback(user, after=n + 1)[-1].params["text"])
+            expected = f"{catalog_text(lang, msgid)} {catalog_text(lang, rejections.NO_CREDIT)}"
+            if sent != expected:
+                wrong.append(f"{lang} {code}: sent {sent!r}, the catalog says {expected!r}")
+            before = len(user.sent())
+            user.press(retry)
+            user.wait_sent(before + 1)  # the same question again
+    assert not wrong, "\n".join(wrong)
+    # Every rejection was refunded: the learners still have their starter credits.
+    assert rows(bot_env, "SELECT count(*) FROM answers WHERE status = 'rejected'") == [(2 * len(codes),)]
+    assert rows(bot_env, "SELECT sum(delta) FROM credit_ledger") == [(2 * bot_env.bot.starter_credits,)]
 
 
 def test_stars_payments(running_bot: RunningBot, tg: TelegramStandIn, bot_env: Settings) -> None:

@@ -60,7 +60,7 @@ def test_an_update_whose_handling_crashed_is_handled_when_redelivered(
                             webhook_secret="s3cret-webhook-token_2")  # fmt: skip
     bot = RunningBot(settings).start()
     try:
-        url = f"http://127.0.0.1:{settings.bot.webhook_port}/telegram/webhook"
+        url = f"http://127.0.0.1:{settings.bot.webhook_port}/tg"
         user = User(tg)
         update = {"update_id": 7001, "message": {"message_id": 1, "date": int(time.time()), "text": "/start",
                   "entities": [{"type": "bot_command", "offset": 0, "length": 6}], "from": user.user,

@@ -1,4 +1,4 @@
-"""Translation catalogs and feedback formatting: no servers needed."""
+"""The catalogs of learner texts (speech_coach/locales) and feedback formatting: no servers needed."""
 
 from __future__ import annotations
 
@@ -9,41 +9,78 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.formatting import LIMIT, feedback_messages
-from bot.i18n import LOCALES, make_i18n
+from bot.i18n import make_i18n
 from control.harness.telegram import check_html
 from speech_coach.contracts.events import FeedbackResult, KeyMetrics, ResultStatus, RubricScore, TaskType, Track
+from speech_coach.i18n import DEFAULT_LANGUAGE, EXTRACT_KEYWORDS, languages, ngettext, read_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every package that produces a text a learner reads: the core (feedback engines, rejections, task labels), the
+# bot, and the answer job.
+LEARNER_TEXT_PACKAGES = ("speech_coach", "bot", "flink_jobs")
 
 
-def source_messages() -> set[str]:
-    return {str(msg) for _file, _line, msg, _comments, _ctx in extract_from_dir(ROOT / "bot", keywords={"_": None})}
+def source_messages() -> set[str | tuple[str, str]]:
+    """Every msgid (a (singular, plural) pair for ngettext) the code marks, as Babel extracts it."""
+    found: set[str | tuple[str, str]] = set()
+    for package in LEARNER_TEXT_PACKAGES:
+        for _file, _line, msg, _comments, _ctx in extract_from_dir(ROOT / package, keywords=EXTRACT_KEYWORDS):
+            found.add(tuple(msg) if isinstance(msg, tuple | list) else str(msg))  # type: ignore[arg-type]
+    return found
 
 
 def fields(text: str) -> set[str]:
     return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
 
 
-def test_every_string_is_in_both_catalogs_and_translated() -> None:
+def tags(text: str) -> list[str]:
+    return re.findall(r"</?\w+>", text)
+
+
+def test_the_core_catalogs_are_the_only_ones() -> None:
+    assert languages() == ("en", "ru")
+    assert sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/locales/*/LC_MESSAGES/*.po")) == [
+        f"speech_coach/locales/{lang}/LC_MESSAGES/messages.po" for lang in languages()
+    ]
+
+
+def test_every_string_is_in_every_catalog_and_translated() -> None:
     wanted = source_messages()
-    assert len(wanted) > 80
-    for locale in ("en", "ru"):
-        with (LOCALES / locale / "LC_MESSAGES" / "messages.po").open("rb") as handle:
-            catalog = read_po(handle)
-        ids = {str(m.id) for m in catalog if m.id}
-        assert wanted - ids == set(), f"{locale}: strings missing from the catalog (see docs/learner-guide.md)"
-        assert ids - wanted == set(), f"{locale}: obsolete strings in the catalog"
-        if locale == "ru":
-            for m in catalog:
-                if m.id:
-                    assert m.string, f"ru: untranslated {m.id!r}"
-                    assert fields(str(m.string)) == fields(str(m.id)), f"ru: placeholders differ in {m.id!r}"
-                    assert re.findall(r"</?\w+>", str(m.string)) == re.findall(r"</?\w+>", str(m.id)), m.id
+    assert len(wanted) > 130
+    assert any(isinstance(m, tuple) for m in wanted)  # plural texts are extracted too
+    for lang in languages():
+        catalog = read_catalog(lang)
+        ids = {m.id if isinstance(m.id, str) else tuple(m.id) for m in catalog if m.id}
+        assert wanted - ids == set(), f"{lang}: strings missing from the catalog (see docs/operator-guide.md)"
+        assert ids - wanted == set(), f"{lang}: obsolete strings in the catalog"
+        assert not [m.id for m in catalog if m.id and m.fuzzy], f"{lang}: fuzzy entries are not used"
+        if lang == DEFAULT_LANGUAGE:
+            continue  # the source language: an empty msgstr means the msgid itself
+        for m in catalog:
+            if not m.id:
+                continue
+            forms = [m.string] if isinstance(m.string, str) else list(m.string)
+            assert len(forms) == (1 if isinstance(m.id, str) else catalog.num_plurals), m.id
+            source = m.id if isinstance(m.id, str) else m.id[1]
+            for form in forms:
+                assert form, f"{lang}: untranslated {m.id!r}"
+                assert fields(form) == fields(source), f"{lang}: placeholders differ in {m.id!r}"
+                assert tags(form) == tags(source), f"{lang}: HTML tags differ in {m.id!r}"
+
+
+def test_russian_takes_three_plural_forms() -> None:
+    ru = read_catalog("ru")
+    assert ru.num_plurals == 3, ru.plural_forms
+    forms = ("{words} слово", "{words} слова", "{words} слов")
+    expected = {1: 0, 2: 1, 4: 1, 5: 2, 11: 2, 12: 2, 14: 2, 21: 0, 22: 1, 25: 2, 101: 0, 111: 2, 0: 2}
+    for n, form in expected.items():
+        assert ngettext("ru", "{words} word", "{words} words", n) == forms[form], n
+    assert ngettext("en", "{words} word", "{words} words", 1) == "{words} word"
+    assert ngettext("de", "{words} word", "{words} words", 2) == "{words} words"  # no catalog: English
 
 
 def test_long_feedback_is_split_into_valid_messages() -> None:

@@ -26,7 +26,7 @@ def test_migrations_apply_idempotently(pg_settings: Settings) -> None:
     assert current_revision(pg_settings) is None
     upgrade(pg_settings)
     upgrade(pg_settings)
-    assert current_revision(pg_settings) == "0004_answer_publish_lease"
+    assert current_revision(pg_settings) == "0005_ledger_lock_order"
     with psycopg.connect(pg_settings.postgres_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
             "INSERT INTO questions (id, bank_version, track, task_type, title, prompt, preparation_time_s, "
@@ -73,3 +73,89 @@ def test_bank_is_upserted_and_removed_questions_are_retired(pg_settings: Setting
             "SELECT count(*) FROM questions WHERE task_type = 'workplace' AND retired_at IS NULL"
         ).fetchone()[0]
         assert still == 0
+
+
+def test_two_charges_for_one_learner_at_once_do_not_deadlock(pg_settings: Settings) -> None:
+    """Each transaction first inserts a child row of the learner (the foreign key takes FOR KEY SHARE on the
+    learner), then books a ledger entry (the balance trigger locks the learner): the bot's answer and payment
+    paths. Interleaved for one learner, the second waits for the first instead of deadlocking."""
+    import threading
+    import uuid
+
+    upgrade(pg_settings)
+    url = pg_settings.postgres_url
+    learner = uuid.uuid4()
+    with psycopg.connect(url, autocommit=True) as setup:
+        setup.execute(
+            "INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym) VALUES (%s, 1, 1, 'Lx')", (learner,)
+        )
+        setup.execute(
+            "INSERT INTO credit_ledger (learner_id, delta, balance_after, reason, ref) VALUES (%s, 5, 0, 'grant', 'g')",
+            (learner,),
+        )
+    first, second = psycopg.connect(url), psycopg.connect(url)
+    for conn in (first, second):
+        conn.execute("SET lock_timeout = '20s'")
+    errors: list[BaseException] = []
+
+    def pay(conn: psycopg.Connection, charge: str) -> None:
+        conn.execute(
+            "INSERT INTO payments (telegram_payment_charge_id, learner_id, payload, currency, total_amount, credits) "
+            "VALUES (%s, %s, 'pack', 'XTR', 50, 10)",
+            (charge, learner),
+        )
+
+    def book(conn: psycopg.Connection, ref: str) -> None:
+        try:
+            conn.execute(
+                "INSERT INTO credit_ledger (learner_id, delta, balance_after, reason, ref) "
+                "VALUES (%s, 10, 0, 'purchase', %s)",
+                (learner, ref),
+            )
+            conn.commit()
+        except BaseException as exc:
+            errors.append(exc)
+            conn.rollback()
+
+    try:
+        pay(first, "c1")
+        pay(second, "c2")  # both now hold FOR KEY SHARE on the learner row
+        waiting = threading.Thread(target=book, args=(first, "c1"))
+        waiting.start()  # blocks on the second's key-share lock under FOR UPDATE; not under FOR NO KEY UPDATE
+        waiting.join(1.0)
+        book(second, "c2")
+        waiting.join(30)
+    finally:
+        first.close()
+        second.close()
+    assert not errors, f"concurrent ledger entries failed: {errors!r}"
+    with psycopg.connect(url) as conn:
+        balances = conn.execute(
+            "SELECT delta, balance_after FROM credit_ledger WHERE learner_id = %s ORDER BY id", (learner,)
+        ).fetchall()
+    assert balances == [(5, 5), (10, 15), (10, 25)], balances
+
+
+def test_rekeying_rewrites_every_stored_pseudonym_with_the_new_key(pg_settings: Settings) -> None:
+    from pydantic import SecretStr
+
+    from speech_coach.db.pseudonyms import rekey_pseudonyms
+    from speech_coach.privacy import pseudonym
+    from speech_coach.settings import PrivacySettings
+
+    upgrade(pg_settings)
+    old = pg_settings.model_copy(update={"environment": "test"})
+    with psycopg.connect(pg_settings.postgres_url, autocommit=True) as conn:
+        for uid in (11, 12):
+            conn.execute(
+                "INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym) "
+                "VALUES (gen_random_uuid(), %s, %s, %s)",
+                (uid, uid, pseudonym(old, uid)),
+            )
+    new = old.model_copy(update={"privacy": PrivacySettings(pseudonym_key=SecretStr("n" * 40))})
+    assert rekey_pseudonyms(new) == 2
+    assert rekey_pseudonyms(new) == 0  # idempotent
+    with psycopg.connect(pg_settings.postgres_url) as conn:
+        stored = dict(conn.execute("SELECT telegram_user_id, pseudonym FROM learners").fetchall())
+    assert stored == {11: pseudonym(new, 11), 12: pseudonym(new, 12)}
+    assert stored[11] != pseudonym(old, 11)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -285,3 +289,46 @@ def test_a_hostile_export_request_writes_nothing(dagster_env: Settings) -> None:
     names = [b["Name"] for b in client.list_buckets()["Buckets"]]
     if dagster_env.s3.exports_bucket in names:
         assert client.list_objects_v2(Bucket=dagster_env.s3.exports_bucket).get("KeyCount", 0) == 0
+
+
+def test_the_export_refuses_the_public_pseudonym_key_outside_a_local_environment(
+    dagster_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.definitions import defs
+    from orchestration.resources import SettingsResource, s3_resource
+
+    monkeypatch.setenv("SC_ENVIRONMENT", "production")
+    export = [defs.get_assets_def(dg.AssetKey("research_export"))]
+    resources = {"settings": SettingsResource(), "s3": s3_resource(dagster_env)}
+    with pytest.raises(Exception, match="public default"):
+        dg.materialize(export, resources=resources, partition_key="2026-06-01")
+    client = s3_client(dagster_env)
+    names = [b["Name"] for b in client.list_buckets()["Buckets"]]
+    if dagster_env.s3.exports_bucket in names:
+        assert client.list_objects_v2(Bucket=dagster_env.s3.exports_bucket).get("KeyCount", 0) == 0
+
+
+def test_no_resource_of_the_definitions_holds_a_secret_value(tmp_path: Path) -> None:
+    """Dagster shows every resource's configuration in its UI; secrets may appear there only as EnvVar names."""
+    secrets = {
+        "SC_S3__SECRET_KEY": "s3-secret-9d7e1c", "SC_BOT__TOKEN": "123:bot-token-5a1f",
+        "SC_PRIVACY__PSEUDONYM_KEY": "pseudonym-key-" + "7" * 32, "SC_OPENAI__API_KEY": "sk-openai-3c9b",
+        "SC_KAFKA__SASL_PASSWORD": "sasl-pass-8e2d",
+    }  # fmt: skip
+    # What the UI shows of a resource: its definition's configured values (an EnvVar appears as {"env": NAME}).
+    script = (
+        "import json\n"
+        "from orchestration.definitions import defs\n"
+        "shown = {n: r.get_resource_definition().config_schema.default_value for n, r in defs.resources.items()}\n"
+        "print(json.dumps(shown, default=str))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | secrets | {"SC_ENVIRONMENT": "test"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # this checkout's code, from a directory without .env
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=180, check=True)  # fmt: skip
+    config = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"settings", "s3"} <= set(config)
+    for name, shown in config.items():
+        leaked = [var for var, value in secrets.items() if value in json.dumps(shown)]
+        assert not leaked, f"resource {name!r} shows the values of {leaked} in its configuration: {shown}"
+    assert config["s3"]["aws_secret_access_key"] == {"env": "SC_S3__SECRET_KEY"}

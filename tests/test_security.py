@@ -15,7 +15,7 @@ from control.stack import Stack
 from warehouse.client import identifier
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["bot", "speech_coach", "warehouse", "orchestration", "flink_jobs", "benchmarks"]
+PACKAGES = ["bot", "speech_coach", "warehouse", "orchestration", "flink_jobs", "benchmarks", "control"]
 SQL_METHODS = {"execute", "executemany", "execute_iter", "query", "query_df", "command", "sql", "raw_sql"}
 
 # Every statement that is not one string literal, with why it is safe. Values always travel as bound parameters
@@ -31,9 +31,9 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("control/stack/clickhouse.py", "f'CREATE DATABASE IF NOT EXISTS `{identifier(database)}`'"):
         "database name checked by identifier()",
     ("control/stack/clickhouse_server.py", "SERVE_SQL"): "module constant",
-    ("warehouse/client.py", "f'CREATE DATABASE IF NOT EXISTS `{_identifier(name)}`'"):
+    ("warehouse/client.py", "f'CREATE DATABASE IF NOT EXISTS `{identifier(name)}`'"):
         "database name checked by identifier()",
-    ("warehouse/client.py", "f\"INSERT INTO `{_identifier(table)}` ({', '.join((f'`{_identifier(c)}`' for c "):
+    ("warehouse/client.py", "f\"INSERT INTO `{identifier(table)}` ({', '.join((f'`{identifier(c)}`' for c in "):
         "table and column names checked by identifier(); rows bound",
     ("warehouse/exports.py", "f\"SELECT {', '.join(SOURCE_COLUMNS)} FROM research_answers WHERE answered_mon"):
         "columns from the codebook constant; the month bound",
@@ -46,6 +46,7 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("warehouse/migrate.py", "statement"): "statements of the repository's migration files",
     ("orchestration/domains/learners.py", "sql"): "module constants (LEARNERS_SQL, LEDGER_SQL)",
     ("orchestration/domains/quality.py", "sql"): "module constants of the expectation suites",
+    ("control/harness/pipeline.py", "query"): "the test harness's helper: queries written in the tests, values bound",
     ("control/simulator/run.py", "f'SELECT count() FROM {t} FINAL WHERE answer_id IN %(ids)s'"):
         "table names from a constant tuple; answer ids bound",
 }  # fmt: skip

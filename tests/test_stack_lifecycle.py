@@ -108,3 +108,20 @@ def test_up_status_down_up_keeps_data(tmp_path: Path) -> None:
     finally:
         cli(settings, "stack", "down")
     assert processes_under(settings.state_dir) == []
+
+
+def test_a_private_stack_wants_no_port_of_the_default_platform(tmp_path: Path) -> None:
+    """`make test` runs while `make run`'s platform is up: a test stack must not want any port that platform holds."""
+    from control.stack import Stack
+
+    def ports(stack: Stack) -> dict[str, list[int]]:
+        parts = [*stack.servers, *stack.stoppable_platform_parts]
+        return {p.name: p.ports() for p in parts} | {"bot webhook": [stack.settings.bot.webhook_port]}
+
+    platform = ports(Stack(Settings(_env_file=None), platform=True))  # type: ignore[call-arg]
+    taken = {port: name for name, used in platform.items() for port in used}
+    private = ports(Stack(make_settings(tmp_path / "state"), platform=True))
+    clashes = {name: [p for p in used if p in taken] for name, used in private.items() if set(used) & set(taken)}
+    assert clashes == {}, f"a private stack wants ports the default platform holds: {clashes}"
+    mine = [p for used in private.values() for p in used]
+    assert len(mine) == len(set(mine)), f"a private stack uses one port twice: {private}"

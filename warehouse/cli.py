@@ -10,6 +10,7 @@ from speech_coach.settings import Settings
 
 app = typer.Typer(help="The ClickHouse warehouse: migrations and ingestion from Kafka.", no_args_is_help=True)
 console = Console()
+err_console = Console(stderr=True)
 
 
 @app.command("migrate")
@@ -66,8 +67,14 @@ def ingest_cmd(
     idle: float = typer.Option(5.0, help="stop after this many seconds without new records"),
 ) -> None:
     """Ingest the Kafka topics into the raw tables (`--follow`: as a service with health and metrics)."""
+    from speech_coach.privacy import InsecurePseudonymKey, require_private_key
     from warehouse.ingest import Ingestor
 
+    try:
+        require_private_key(Settings(), "ingestion")
+    except InsecurePseudonymKey as exc:
+        err_console.print(f"[bold red]error[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from exc
     if follow:
         from speech_coach.logging import configure_logging
         from warehouse.service import serve

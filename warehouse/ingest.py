@@ -37,6 +37,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from speech_coach.contracts import ContractError, LearnerDeletionRequest, Topic, decode
 from speech_coach.kafka import consumer_config, consumer_lag, ensure_topics, topic_name
 from speech_coach.logging import get_logger
+from speech_coach.privacy import require_private_key
 from speech_coach.settings import Settings
 from warehouse.client import connect, insert
 from warehouse.rows import LEARNER_TABLES, rows_for
@@ -102,6 +103,7 @@ class Ingestor:
         topics: Iterable[Topic] = tuple(Topic),
         group_id: str | None = None,
     ) -> None:
+        require_private_key(settings, "ingestion")
         self.settings = settings
         self.client = client or connect(settings)
         self.topics = {topic_name(settings, t): t for t in topics}

@@ -12,7 +12,9 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards, repo
 from bot.callbacks import BuyCb
+from bot.i18n import current_language
 from bot.services import Services
+from speech_coach.i18n import ngettext
 from speech_coach.logging import get_logger
 
 router = Router(name="payments")
@@ -41,13 +43,18 @@ async def invoice(query: CallbackQuery, callback_data: BuyCb, learner: repo.Lear
     if learner is None or callback_data.credits not in packs:
         await query.message.answer(_("This pack is no longer available."), reply_markup=keyboards.packs(packs))
         return
-    credits = callback_data.credits
+    credits, lang = callback_data.credits, current_language()
+    title = ngettext(lang, "{credits} Speech Coach credit", "{credits} Speech Coach credits", credits)
+    description = ngettext(
+        lang, "{credits} feedback on your spoken answers.", "{credits} feedbacks on your spoken answers.", credits
+    )
+    label = ngettext(lang, "{credits} credit", "{credits} credits", credits)
     await query.message.answer_invoice(
-        title=_("{credits} Speech Coach credits").format(credits=credits),
-        description=_("{credits} feedbacks on your spoken answers.").format(credits=credits),
+        title=title.format(credits=credits),
+        description=description.format(credits=credits),
         payload=f"credits:{credits}",
         currency=CURRENCY,
-        prices=[LabeledPrice(label=_("{credits} credits").format(credits=credits), amount=packs[credits])],
+        prices=[LabeledPrice(label=label.format(credits=credits), amount=packs[credits])],
     )
 
 

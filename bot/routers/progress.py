@@ -10,9 +10,11 @@ from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards, repo
+from bot.i18n import current_language
 from bot.routers.practice import gate
 from bot.services import Services
 from speech_coach.charts import stats_png, top_words
+from speech_coach.i18n import ngettext
 
 router = Router(name="progress")
 
@@ -50,6 +52,11 @@ async def balance(message: Message, learner: repo.Learner | None, services: Serv
     async with services.db.tx() as cur:
         credits = await repo.balance(cur, learner.id)
     await message.answer(
-        _("Your balance: {credits} credits. One feedback costs one credit.").format(credits=credits),
+        ngettext(
+            current_language(),
+            "Your balance: {credits} credit. One feedback costs one credit.",
+            "Your balance: {credits} credits. One feedback costs one credit.",
+            credits,
+        ).format(credits=credits),
         reply_markup=keyboards.packs(services.settings.bot.packs),
     )

@@ -12,10 +12,11 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards, repo
 from bot.callbacks import ConsentCb, DeleteCb, LanguageCb, MenuCb
-from bot.i18n import language_for
+from bot.i18n import current_language, language_for
 from bot.services import Services
 from bot.texts import consent_notice, help_text
 from speech_coach.contracts.events import LearnerDeletionRequest
+from speech_coach.i18n import ngettext
 from speech_coach.logging import get_logger
 
 router = Router(name="start")
@@ -87,7 +88,12 @@ async def consent(
     async with services.db.tx() as cur:
         credits = await repo.balance(cur, learner.id)
     await query.message.answer(
-        _("Thank you! You have {credits} free credits; one feedback costs one credit.").format(credits=credits)
+        ngettext(
+            current_language(),
+            "Thank you! You have {credits} free credit; one feedback costs one credit.",
+            "Thank you! You have {credits} free credits; one feedback costs one credit.",
+            credits,
+        ).format(credits=credits)
         + "\n\n" + _("Choose what to practise:"),
         reply_markup=keyboards.menu(),
     )  # fmt: skip

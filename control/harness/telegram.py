@@ -173,6 +173,12 @@ class TelegramStandIn:
     async def _file(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
+        with self._lock:  # `fail("download")` makes file downloads fail like method calls
+            if self._failures.get("download"):
+                self._failures["download"] -= 1
+                self.calls.append(Call("download (failed)", {"path": request.match_info["path"]}))
+                self._lock.notify_all()
+                return web.Response(status=500)
         if self.file_delay_s:
             await asyncio.sleep(self.file_delay_s)
         for path, content in self.files.values():
@@ -253,8 +259,8 @@ class TelegramStandIn:
         return update
 
     def fail(self, method: str, times: int = 1) -> None:
-        """Answer the next `times` calls of `method` with a 500, as Telegram does when it has a bad moment (each
-        recorded as a call of "<method> (failed)")."""
+        """Answer the next `times` calls of `method` (or file downloads: "download") with a 500, as Telegram does
+        when it has a bad moment (each recorded as a call of "<method> (failed)")."""
         with self._lock:
             self._failures[method] = times
 

@@ -30,8 +30,9 @@ def simulate_cmd(
     """Bring up the platform (if needed), push simulated voice answers through it, and show what came out."""
     from control.simulator.run import simulate
     from control.stack import Stack, StackError
+    from control.stack.isolated import local_settings
 
-    settings = Settings()
+    settings = local_settings()
     out = out or settings.state_dir / "simulation"
     stack = Stack(settings, platform=True)
     try:

@@ -23,6 +23,12 @@ import psutil
 from speech_coach.settings import Settings
 
 
+def setting_value(settings: Settings, variable: str) -> object:
+    """The value behind an `SC_<SECTION>__<FIELD>` variable name, as these settings resolved it."""
+    section, _, field = variable.removeprefix("SC_").lower().partition("__")
+    return getattr(getattr(settings, section), field)
+
+
 class StackError(RuntimeError):
     """One line for the operator: the part, the cause, its log file and the fix."""
 
@@ -90,6 +96,10 @@ class ManagedPart(ABC):
 
     name: str
     stop_signal: signal.Signals = signal.SIGTERM
+    # `SC_<SECTION>__<FIELD>` naming an external server that replaces this part when set.
+    external_setting: str = ""
+    # The settings that hold this part's own ports, in `ports()` order (named when one is taken).
+    port_settings: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -99,15 +109,15 @@ class ManagedPart(ABC):
     # --- what each part defines ---------------------------------------------------------------------
 
     @property
-    @abstractmethod
-    def external(self) -> bool: ...
+    def external(self) -> bool:
+        return bool(self.external_setting and setting_value(self.settings, self.external_setting))
 
     @property
     @abstractmethod
     def address(self) -> str: ...
 
-    @abstractmethod
-    def ports(self) -> list[int]: ...
+    def ports(self) -> list[int]:
+        return [int(setting_value(self.settings, name)) for name in self.port_settings]
 
     @abstractmethod
     def command(self) -> list[str]: ...
@@ -115,8 +125,6 @@ class ManagedPart(ABC):
     @abstractmethod
     def check(self) -> str | None:
         """None when the server answers a real request, else why not."""
-
-    external_setting: str = ""
 
     def external_fix(self) -> str:
         return f"check {self.external_setting} and the server, or unset it to run {self.name} locally"
@@ -129,6 +137,10 @@ class ManagedPart(ABC):
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)
+
+    def setup_failed(self, what: str, exc: BaseException, fix: str = "read the log") -> StackError:
+        """The error for `after_start` work that failed on a running server: what, why, its log, the fix."""
+        return StackError(self.name, f"could not {what}: {describe_exc(exc)}", self.log_file, fix)
 
     def cwd(self) -> Path:
         return self.data_dir
@@ -220,7 +232,7 @@ class ManagedPart(ABC):
         self._proc = proc
 
     def port_setting_hint(self) -> str:
-        return f"SC_{self.name.upper()}__PORT"
+        return " / ".join(self.port_settings)
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

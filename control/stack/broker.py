@@ -26,10 +26,7 @@ def tansu_binary() -> Path:
 class BrokerPart(ManagedPart):
     name = "kafka"
     external_setting = "SC_KAFKA__BOOTSTRAP_SERVERS"
-
-    @property
-    def external(self) -> bool:
-        return bool(self.settings.kafka.bootstrap_servers)
+    port_settings = ("SC_KAFKA__PORT",)
 
     @property
     def address(self) -> str:
@@ -41,9 +38,6 @@ class BrokerPart(ManagedPart):
 
     def cwd(self) -> Path:
         return self.state_dir
-
-    def ports(self) -> list[int]:
-        return [self.settings.kafka.port]
 
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.settings.kafka.port}"

@@ -6,27 +6,18 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from control.stack.base import ManagedPart, StackError, describe_exc, tcp_reachable
+from control.stack.base import ManagedPart, describe_exc, tcp_reachable
 from warehouse.client import clickhouse_client, identifier
 
 
 class ClickHousePart(ManagedPart):
     name = "clickhouse"
     external_setting = "SC_CLICKHOUSE__URL"
-
-    @property
-    def external(self) -> bool:
-        return bool(self.settings.clickhouse.url)
+    port_settings = ("SC_CLICKHOUSE__TCP_PORT", "SC_CLICKHOUSE__HTTP_PORT")
 
     @property
     def address(self) -> str:
         return self.settings.clickhouse_url
-
-    def ports(self) -> list[int]:
-        return [self.settings.clickhouse.tcp_port, self.settings.clickhouse.http_port]
-
-    def port_setting_hint(self) -> str:
-        return "SC_CLICKHOUSE__TCP_PORT / SC_CLICKHOUSE__HTTP_PORT"
 
     def command(self) -> list[str]:
         return [
@@ -60,9 +51,4 @@ class ClickHousePart(ManagedPart):
         try:
             self._client().execute(f"CREATE DATABASE IF NOT EXISTS `{identifier(database)}`")
         except (ClickHouseError, OSError, EOFError) as exc:
-            raise StackError(
-                self.name,
-                f"could not create database {database}: {describe_exc(exc)}",
-                self.log_file,
-                "read the log",
-            ) from exc
+            raise self.setup_failed(f"create database {database}", exc) from exc

@@ -1,6 +1,6 @@
 """Dagster for `make run`: the webserver (UI) and the daemon (schedules, sensors), on the local stack.
 
-They run the code location `orchestration.definitions` as separate processes; the core only starts them,
+They run the code location `orchestration.definitions` as separate processes; the stack only starts them,
 it never imports Dagster or the orchestration package.
 """
 
@@ -23,10 +23,6 @@ def _bin(name: str) -> str:
 
 
 class _DagsterPart(ManagedPart):
-    @property
-    def external(self) -> bool:
-        return False
-
     @property
     def home(self) -> Path:
         return self.state_dir / "dagster"
@@ -74,11 +70,7 @@ class DagsterWebserverPart(_DagsterPart):
     def address(self) -> str:
         return self.ui
 
-    def ports(self) -> list[int]:
-        return [self.settings.dagster.port]
-
-    def port_setting_hint(self) -> str:
-        return "SC_DAGSTER__PORT"
+    port_settings = ("SC_DAGSTER__PORT",)
 
     def command(self) -> list[str]:
         return [_bin("dagster-webserver"), "-h", self.host, "-p", str(self.settings.dagster.port), "-m", CODE_LOCATION]
@@ -94,9 +86,6 @@ class DagsterDaemonPart(_DagsterPart):
     @property
     def address(self) -> str:
         return "schedules and sensors"
-
-    def ports(self) -> list[int]:
-        return []
 
     def command(self) -> list[str]:
         return [_bin("dagster-daemon"), "run", "-m", CODE_LOCATION]

@@ -1,6 +1,6 @@
 """The PyFlink jobs for `make run`: `python -m flink_jobs.<job>` as managed child processes.
 
-The core starts them by module name and never imports `flink_jobs`. Each runs on a local MiniCluster inside its
+The stack starts them by module name and never imports `flink_jobs`. Each runs on a local MiniCluster inside its
 own process (or submits to SC_FLINK__JOBMANAGER) and restores from its latest checkpoint on every start, so
 `down` + `up` continues where it stopped. Healthy once the job was submitted (the driver logs a marker line);
 the job process serves /healthz, /readyz and /metrics (Flink's metrics included) on its health port.
@@ -13,23 +13,14 @@ from pathlib import Path
 
 from control.stack.base import ManagedPart
 from control.stack.isolated import settings_env
+from control.stack.services import ServicePart
 from speech_coach.settings import Settings
 
 
-class FlinkJobPart(ManagedPart):
-    def __init__(
-        self, settings: Settings, name: str, module: str, ready_marker: str, health_port: int, port_setting: str
-    ) -> None:
-        super().__init__(settings)
-        self.name = name
-        self.module = module
+class FlinkJobPart(ServicePart):
+    def __init__(self, settings: Settings, name: str, module: str, ready_marker: str, port_setting: str) -> None:
+        super().__init__(settings, name, [sys.executable, "-m", module], port_setting)
         self.ready_marker = ready_marker
-        self.health_port = health_port
-        self.port_setting = port_setting
-
-    @property
-    def external(self) -> bool:
-        return False
 
     @property
     def address(self) -> str:
@@ -38,22 +29,14 @@ class FlinkJobPart(ManagedPart):
             return f"submitted to Flink at {self.settings.flink.jobmanager}, {health}"
         return f"local Flink MiniCluster, {health}"
 
-    def ports(self) -> list[int]:
-        return [self.health_port]
-
-    def port_setting_hint(self) -> str:
-        return self.port_setting
-
     def cwd(self) -> Path:
         # Where `make run` runs: the job reads the same `.env` and relative paths as the CLI did.
         return Path.cwd()
 
     def env(self) -> dict[str, str]:
-        # Every setting the CLI resolved (external servers, topic prefix, engines), so the job sees the same.
-        return super().env() | settings_env(self.settings)
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", self.module]
+        # Every setting the CLI resolved (external servers, topic prefix, engines), so the job sees the same; its
+        # health server binds where the settings say, unlike a service's on the stack's host.
+        return ManagedPart.env(self) | settings_env(self.settings)
 
     def check(self) -> str | None:
         try:
@@ -66,13 +49,11 @@ class FlinkJobPart(ManagedPart):
 
 def answer_job_part(settings: Settings) -> FlinkJobPart:
     return FlinkJobPart(
-        settings, "answer-job", "flink_jobs.answers", "answer job submitted",
-        settings.answers.health_port, "SC_ANSWERS__HEALTH_PORT",
+        settings, "answer-job", "flink_jobs.answers", "answer job submitted", "SC_ANSWERS__HEALTH_PORT",
     )  # fmt: skip
 
 
 def metrics_job_part(settings: Settings) -> FlinkJobPart:
     return FlinkJobPart(
-        settings, "metrics-job", "flink_jobs.metrics", "metrics_job.starting",
-        settings.metrics.health_port, "SC_METRICS__HEALTH_PORT",
+        settings, "metrics-job", "flink_jobs.metrics", "metrics_job.starting", "SC_METRICS__HEALTH_PORT",
     )  # fmt: skip

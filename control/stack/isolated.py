@@ -11,16 +11,21 @@ from pydantic import BaseModel, SecretStr
 
 from speech_coach.settings import (
     AnswersSettings,
+    BotSettings,
     ClickHouseSettings,
+    DagsterSettings,
     KafkaSettings,
     MetricsSettings,
     PostgresSettings,
     S3Settings,
     Settings,
     StackSettings,
+    WarehouseSettings,
 )
 
-PORTS_NEEDED = 15  # postgres, kafka, clickhouse x2, s3 + 7 SeaweedFS-internal, 1 spare, 2 job health servers
+# postgres, kafka, clickhouse x2, s3 + 7 SeaweedFS-internal, 1 spare, 2 job health servers, ingestion health,
+# Dagster UI, bot health and webhook: every port a stack may open, so one never collides with `make run`'s.
+PORTS_NEEDED = 19
 
 
 def free_port_block(size: int, host: str = "127.0.0.1") -> int:
@@ -46,6 +51,15 @@ def free_port_block(size: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no block of {size} free ports on {host}")
 
 
+def local_settings() -> Settings:
+    """The environment's settings for the local platform: `local` unless SC_ENVIRONMENT says otherwise, set
+    explicitly, so the parts this process runs in-process or starts accept what only a local stack may."""
+    settings = Settings()
+    if "environment" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"environment": "local"})
+
+
 def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
     """Settings for a stack of its own: its own state dir and free ports, nothing read from the environment."""
     base = free_port_block(PORTS_NEEDED)
@@ -58,6 +72,9 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
         "s3": S3Settings(port=base + 4, internal_port_base=base + 5),
         "answers": AnswersSettings(health_port=base + 13),
         "metrics": MetricsSettings(health_port=base + 14),
+        "warehouse": WarehouseSettings(ingest_health_port=base + 15),
+        "dagster": DagsterSettings(port=base + 16),
+        "bot": BotSettings(health_port=base + 17, webhook_port=base + 18),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -26,10 +26,7 @@ def weed_binary() -> Path:
 class ObjectStorePart(ManagedPart):
     name = "s3"
     external_setting = "SC_S3__ENDPOINT_URL"
-
-    @property
-    def external(self) -> bool:
-        return bool(self.settings.s3.endpoint_url)
+    port_settings = ("SC_S3__PORT", "SC_S3__INTERNAL_PORT_BASE")  # the base of seven internal ports
 
     @property
     def address(self) -> str:
@@ -42,9 +39,6 @@ class ObjectStorePart(ManagedPart):
 
     def ports(self) -> list[int]:
         return [self.settings.s3.port, *self.internal_ports().values()]
-
-    def port_setting_hint(self) -> str:
-        return "SC_S3__PORT / SC_S3__INTERNAL_PORT_BASE"
 
     @property
     def identity_file(self) -> Path:
@@ -114,9 +108,5 @@ class ObjectStorePart(ManagedPart):
                 # A fresh store answers InternalError until its filer is up.
                 ensure_bucket(client, bucket, wait_s=self.settings.stack.start_timeout_s)
             except (BotoCoreError, ClientError) as exc:
-                raise StackError(
-                    self.name,
-                    f"could not create bucket {bucket}: {describe_exc(exc)}",
-                    self.log_file,
-                    "read the log; check the S3 credentials in settings",
-                ) from exc
+                fix = "read the log; check the S3 credentials in settings"
+                raise self.setup_failed(f"create bucket {bucket}", exc, fix) from exc

@@ -46,18 +46,12 @@ def _ensure_system_user(user: str, data_dir: Path) -> None:
 class PostgresPart(ManagedPart):
     name = "postgres"
     external_setting = "SC_POSTGRES__URL"
+    port_settings = ("SC_POSTGRES__PORT",)
     stop_signal = signal.SIGINT  # "fast" shutdown: roll back open transactions, checkpoint, exit
-
-    @property
-    def external(self) -> bool:
-        return bool(self.settings.postgres.url)
 
     @property
     def address(self) -> str:
         return self.settings.postgres_url
-
-    def ports(self) -> list[int]:
-        return [self.settings.postgres.port]
 
     @property
     def pgdata(self) -> Path:
@@ -117,9 +111,4 @@ class PostgresPart(ManagedPart):
                 if not exists:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         except psycopg.Error as exc:
-            raise StackError(
-                self.name,
-                f"could not create database {database}: {describe_exc(exc)}",
-                self.log_file,
-                "read the log",
-            ) from exc
+            raise self.setup_failed(f"create database {database}", exc) from exc

@@ -1,5 +1,5 @@
 """The platform's own long-running services on the local stack (`make run`), each a Python process with
-`/healthz`, `/readyz` and `/metrics`. The core starts them by command; it never imports a runtime.
+`/healthz`, `/readyz` and `/metrics`. The stack starts them by command; it never imports a runtime.
 """
 
 from __future__ import annotations
@@ -9,36 +9,27 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from control.stack.base import ManagedPart
+from control.stack.base import ManagedPart, setting_value
 from control.stack.isolated import settings_env
 from speech_coach.settings import Settings
 
 
 class ServicePart(ManagedPart):
-    """One service: `command` runs it, `health_port` answers its probes."""
+    """One service: `command` runs it; the port in `port_setting` answers its probes."""
 
-    port_setting = ""
-
-    def __init__(self, settings: Settings, name: str, command: list[str], health_port: int, port_setting: str) -> None:
+    def __init__(self, settings: Settings, name: str, command: list[str], port_setting: str) -> None:
         super().__init__(settings)
         self.name = name
         self._command = command
-        self.health_port = health_port
-        self.port_setting = port_setting
+        self.port_settings = (port_setting,)
 
     @property
-    def external(self) -> bool:
-        return False
+    def health_port(self) -> int:
+        return int(setting_value(self.settings, self.port_settings[0]))
 
     @property
     def address(self) -> str:
         return f"http://{self.host}:{self.health_port}"
-
-    def ports(self) -> list[int]:
-        return [self.health_port]
-
-    def port_setting_hint(self) -> str:
-        return self.port_setting
 
     def command(self) -> list[str]:
         return self._command
@@ -66,6 +57,5 @@ def ingest_part(settings: Settings) -> ServicePart:
         settings,
         "ingest",
         [_script("speech-coach"), "warehouse", "ingest", "--follow"],
-        settings.warehouse.ingest_health_port,
         "SC_WAREHOUSE__INGEST_HEALTH_PORT",
     )

@@ -13,7 +13,6 @@ from typing import Any
 from pyflink.common import Configuration, Row, WatermarkStrategy
 from pyflink.datastream import FlatMapFunction, RuntimeContext
 
-from flink_jobs.answers.pipeline import REJECTION_REASONS
 from flink_jobs.common import (
     OUTPUT_TYPE,
     environment,
@@ -28,6 +27,7 @@ from speech_coach.contracts.events import DeadLetter, FeedbackResult
 from speech_coach.contracts.topics import Topic
 from speech_coach.kafka import ensure_topics
 from speech_coach.logging import configure_logging, get_logger
+from speech_coach.rejections import RejectionReason
 from speech_coach.settings import Settings, get_settings
 
 JOB = "answers"
@@ -45,7 +45,16 @@ log = get_logger("flink_jobs.answers")
 STAGES = {"fetch": "download", "decode": "decode", "vad": "vad", "transcribe": "transcribe", "feedback": "feedback"}
 METRIC_GROUP = "speech_coach_answers"
 COUNTERS = (
-    ["records_in", "records_out", "ok", "rejected", "fallback", "dead_letter", *REJECTION_REASONS, *CONTRACT_REASONS]
+    [
+        "records_in",
+        "records_out",
+        "ok",
+        "rejected",
+        "fallback",
+        "dead_letter",
+        *(r.value for r in RejectionReason),
+        *CONTRACT_REASONS,
+    ]
     + [f"{stage}_ms_sum" for stage in STAGES.values()]
     + [f"{stage}_count" for stage in STAGES.values()]
 )

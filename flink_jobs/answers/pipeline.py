@@ -44,12 +44,12 @@ from speech_coach.contracts.events import (
     decode_as,
 )
 from speech_coach.contracts.topics import Topic
-from speech_coach.feedback import messages
 from speech_coach.feedback.base import Feedback, FeedbackEngine, FeedbackInput
 from speech_coach.feedback.offline import OfflineFeedback
 from speech_coach.kafka import topic_name
 from speech_coach.logging import get_logger
 from speech_coach.observability.tracing import context_from_traceparent, current_traceparent, tracer
+from speech_coach.rejections import RejectionReason, rejection_text
 from speech_coach.settings import Settings
 from speech_coach.speech import fluency as fluency_mod
 from speech_coach.speech.transcribe import (
@@ -68,30 +68,18 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 _tracer = tracer("flink_jobs.answers.pipeline")
 
-# Every reason code a rejected answer can carry (docs/answer-pipeline.md), besides the contract.* codes.
-REJECTION_REASONS = (
-    "audio.missing",
-    "audio.corrupt",
-    "audio.too_large",
-    "audio.empty",
-    "audio.undecodable",
-    "audio.too_long",
-    "audio.silent",
-    "audio.not_english",
-    "transcription.unavailable",
-    "feedback.unavailable",
-    "internal.error",
-)
-
 
 class TransientError(RuntimeError):
     """Infrastructure is unavailable; the record must be processed again later, not rejected."""
 
 
 class Rejection(Exception):
-    def __init__(self, stage: str, reason: str, detail: str, **values: Any) -> None:
+    """An answer that cannot be answered: why (`reason`), at which stage, a detail for operators, and the limit
+    it broke where the learner's text names one."""
+
+    def __init__(self, stage: str, reason: RejectionReason, detail: str, *, limit_s: float | None = None) -> None:
         super().__init__(detail)
-        self.stage, self.reason, self.detail, self.values = stage, reason, detail, values
+        self.stage, self.reason, self.detail, self.limit_s = stage, reason, detail, limit_s
 
 
 @dataclass
@@ -192,7 +180,7 @@ class AnswerProcessor:
         except Exception as exc:  # a bug or an engine crash on this input: reject it, never loop on it
             log.error("answer failed", answer_id=answer.answer_id, error=repr(exc)[:500])
             detail = "".join(traceback.format_exception(exc))[-3000:]
-            return self._reject(value, answer, Rejection("process", "internal.error", detail))
+            return self._reject(value, answer, Rejection("process", RejectionReason.INTERNAL_ERROR, detail))
 
     def _process(self, answer: RawVoiceAnswer) -> list[Event]:
         s = self.settings
@@ -205,11 +193,14 @@ class AnswerProcessor:
             try:
                 audio = decode(data, self.ffmpeg, max_duration_s=s.answers.max_duration_s)
             except AudioError as exc:
-                raise Rejection("decode", exc.reason, str(exc), limit=_limit(s.answers.max_duration_s)) from exc
+                raise Rejection("decode", exc.reason, str(exc), limit_s=s.answers.max_duration_s) from exc
             limit = answer.speaking_time_s * s.answers.overtime_factor
             if audio.duration_s > limit:
                 raise Rejection(
-                    "decode", "audio.too_long", f"{audio.duration_s:.1f} s exceeds {limit:.0f} s", limit=_limit(limit)
+                    "decode",
+                    RejectionReason.AUDIO_TOO_LONG,
+                    f"{audio.duration_s:.1f} s exceeds {limit:.0f} s",
+                    limit_s=limit,
                 )
         began = self.timings.add("decode", began)
 
@@ -219,14 +210,14 @@ class AnswerProcessor:
             )
             speech_s = sum(seg.end_s - seg.start_s for seg in segments)
             if speech_s < s.answers.min_speech_s:
-                raise Rejection("vad", "audio.silent", f"{speech_s:.2f} s of speech detected")
+                raise Rejection("vad", RejectionReason.AUDIO_SILENT, f"{speech_s:.2f} s of speech detected")
         began = self.timings.add("vad", began)
 
         with _tracer.start_as_current_span("answer.transcribe") as span:
             transcript = self._transcribe(answer, audio, data)
             span.set_attribute("speech_coach.engine", transcript.engine)
             if s.answers.language_check and (problem := english_problem(transcript, speech_s, s)):
-                raise Rejection("transcribe", "audio.not_english", problem)
+                raise Rejection("transcribe", RejectionReason.AUDIO_NOT_ENGLISH, problem)
         began = self.timings.add("transcribe", began)
 
         with _tracer.start_as_current_span("answer.feedback"):
@@ -251,21 +242,23 @@ class AnswerProcessor:
         ref = answer.audio
         limit = self.settings.answers.max_audio_bytes
         if ref.size_bytes > limit:
-            raise Rejection("download", "audio.too_large", f"{ref.size_bytes} bytes exceeds {limit}")
+            raise Rejection("download", RejectionReason.AUDIO_TOO_LARGE, f"{ref.size_bytes} bytes exceeds {limit}")
         try:
             obj = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)
             if int(obj.get("ContentLength", 0)) > limit:
-                raise Rejection("download", "audio.too_large", f"stored object exceeds {limit} bytes")
+                raise Rejection("download", RejectionReason.AUDIO_TOO_LARGE, f"stored object exceeds {limit} bytes")
             data = obj["Body"].read()
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}:
-                raise Rejection("download", "audio.missing", f"s3://{ref.bucket}/{ref.key}: {code}") from exc
+                raise Rejection(
+                    "download", RejectionReason.AUDIO_MISSING, f"s3://{ref.bucket}/{ref.key}: {code}"
+                ) from exc
             raise TransientError(f"S3 get_object failed: {exc}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"S3 unreachable: {exc}") from exc
         if hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise Rejection("download", "audio.corrupt", "the stored audio does not match its sha256")
+            raise Rejection("download", RejectionReason.AUDIO_CORRUPT, "the stored audio does not match its sha256")
         return data
 
     def _transcribe(self, answer: RawVoiceAnswer, audio: Audio, data: bytes) -> Transcript:
@@ -274,7 +267,7 @@ class AnswerProcessor:
             return self.transcriber.transcribe(audio, data, answer.audio.mime_type, temperature)
         except EngineUnavailable as exc:
             if self.transcriber is self.offline or not self.settings.feedback.fallback:
-                raise Rejection("transcribe", "transcription.unavailable", str(exc)) from exc
+                raise Rejection("transcribe", RejectionReason.TRANSCRIPTION_UNAVAILABLE, str(exc)) from exc
             log.warning("transcription engine failed, using offline", answer_id=answer.answer_id, error=str(exc))
             result = self.offline.transcribe(audio, data, answer.audio.mime_type, temperature)
             return Transcript(**{**result.__dict__, "fallback": True})
@@ -284,7 +277,7 @@ class AnswerProcessor:
             return self.feedback_engine.feedback(item), False
         except EngineUnavailable as exc:
             if self.feedback_engine is self.offline_feedback or not self.settings.feedback.fallback:
-                raise Rejection("feedback", "feedback.unavailable", str(exc)) from exc
+                raise Rejection("feedback", RejectionReason.FEEDBACK_UNAVAILABLE, str(exc)) from exc
             log.warning("feedback engine failed, using offline", answer_id=item.answer.answer_id, error=str(exc))
             return self.offline_feedback.feedback(item), True
 
@@ -362,7 +355,7 @@ class AnswerProcessor:
             status=ResultStatus.REJECTED,
             rejection_reason=rejection.reason,
             interface_language=answer.interface_language,
-            feedback=messages.rejection(answer.interface_language, rejection.reason, **rejection.values),
+            feedback=rejection_text(rejection.reason, answer.interface_language, limit_s=rejection.limit_s),
             answered_at=answer.received_at,
             traceparent=answer.traceparent,
         )
@@ -384,10 +377,6 @@ class AnswerProcessor:
             detail=detail[:4000],
             answer_id=answer_id,
         )
-
-
-def _limit(seconds: float) -> str:
-    return f"{seconds:.0f} s"
 
 
 def _spoken_words(text: str, filled_pauses: int) -> int:

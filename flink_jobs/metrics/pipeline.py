@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -45,6 +46,10 @@ from speech_coach.windows import (
     sliding_window_ending,
     window_events,
 )
+
+# Checkpoints and savepoints written before this module was renamed pickle its classes as
+# `flink_jobs.metrics.functions.<name>`; the alias lets a job restored from one read them.
+sys.modules.setdefault("flink_jobs.metrics.functions", sys.modules[__name__])
 
 FEEDBACK, METRICS = "feedback", "metrics"
 STAGE = "metrics.window"

@@ -32,10 +32,12 @@ def export_month(partition_key: str) -> date:
 def research_export(
     context: dg.AssetExecutionContext, settings: SettingsResource, s3: S3Resource
 ) -> dg.MaterializeResult:
+    from speech_coach.privacy import require_private_key
     from warehouse.exports import build_export, fetch_month
 
     month = export_month(context.partition_key)
     s = settings.get()
+    require_private_key(s, "the research export")
     rows = fetch_month(settings.clickhouse(), month)
     files = build_export(rows, month)
     prefix = f"research/answers/{month:%Y-%m}/"

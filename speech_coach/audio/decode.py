@@ -17,18 +17,25 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from speech_coach.rejections import RejectionReason
+
 with warnings.catch_warnings():
     # pydub warns at import when no ffmpeg is on PATH; it is given one explicitly (speech_coach.tools).
     warnings.simplefilter("ignore", RuntimeWarning)
     from pydub import AudioSegment
 
 SAMPLE_RATE = 16_000
+# The bytes come from learners. ffmpeg would otherwise pick any demuxer its probe suggests, playlists included
+# (HLS, DASH, concat, SDP), which open further URLs or files: only audio containers may read them, only from the
+# pipe.
+DEMUXERS = "ogg,matroska,webm,wav,mp3,mov,aac,flac"
+PROTOCOLS = "pipe"
 
 
 class AudioError(ValueError):
-    """The audio cannot be used. `reason` is a machine code (docs/answer-pipeline.md lists them)."""
+    """The audio cannot be used, for `reason` (docs/answer-pipeline.md lists the codes)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: RejectionReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -53,7 +60,7 @@ class Audio:
 def decode(data: bytes, ffmpeg: Path, *, max_duration_s: float, timeout_s: float = 60.0) -> Audio:
     """16 kHz mono samples of `data`. Raises AudioError: audio.empty, audio.undecodable, audio.too_long."""
     if not data:
-        raise AudioError("audio.empty", "the audio file is empty")
+        raise AudioError(RejectionReason.AUDIO_EMPTY, "the audio file is empty")
     # Decode at most a little more than the limit: a too-long answer is refused without decoding all of it.
     cap = f"{max_duration_s + 1.0:.3f}"
     try:
@@ -64,6 +71,10 @@ def decode(data: bytes, ffmpeg: Path, *, max_duration_s: float, timeout_s: float
                 "-hide_banner",
                 "-loglevel",
                 "error",
+                "-protocol_whitelist",
+                PROTOCOLS,
+                "-format_whitelist",
+                DEMUXERS,
                 "-i",
                 "pipe:0",
                 "-t",
@@ -85,18 +96,19 @@ def decode(data: bytes, ffmpeg: Path, *, max_duration_s: float, timeout_s: float
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise AudioError("audio.undecodable", f"decoding took longer than {timeout_s:.0f} s") from exc
+        raise AudioError(RejectionReason.AUDIO_UNDECODABLE, f"decoding took longer than {timeout_s:.0f} s") from exc
     if proc.returncode != 0 or len(proc.stdout) <= 44:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        message = detail[-1] if detail else "no audio stream"
+        # The first line says why (e.g. a refused format); the last one only that opening failed.
+        detail = [line.strip() for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+        message = " / ".join(dict.fromkeys([detail[0], detail[-1]])) if detail else "no audio stream"
         if proc.returncode == 0:  # a valid container with no samples in it
-            raise AudioError("audio.empty", "the audio has no samples")
-        raise AudioError("audio.undecodable", f"ffmpeg could not decode the audio: {message}"[:500])
+            raise AudioError(RejectionReason.AUDIO_EMPTY, "the audio has no samples")
+        raise AudioError(RejectionReason.AUDIO_UNDECODABLE, f"ffmpeg could not decode the audio: {message}"[:500])
     segment = AudioSegment.from_wav(io.BytesIO(proc.stdout))
     pcm = np.frombuffer(segment.raw_data, dtype=np.int16)
     audio = Audio(pcm.astype(np.float32) / 32768.0)
     if audio.duration_s < 0.05:
-        raise AudioError("audio.empty", f"the audio lasts only {audio.duration_s:.2f} s")
+        raise AudioError(RejectionReason.AUDIO_EMPTY, f"the audio lasts only {audio.duration_s:.2f} s")
     if audio.duration_s > max_duration_s:
-        raise AudioError("audio.too_long", f"the audio is longer than {max_duration_s:.0f} s")
+        raise AudioError(RejectionReason.AUDIO_TOO_LONG, f"the audio is longer than {max_duration_s:.0f} s")
     return audio

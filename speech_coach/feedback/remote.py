@@ -12,18 +12,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from babel import Locale
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
+from speech_coach import i18n
 from speech_coach.contracts.events import RubricScore
-from speech_coach.feedback import messages
 from speech_coach.feedback.base import Feedback, FeedbackInput
 from speech_coach.feedback.rubric import Scale, scale_for
 from speech_coach.settings import Settings
 from speech_coach.speech.transcribe import EngineUnavailable, openai_client
 
 PROMPT_VERSION = "feedback-prompt-1"
-LANGUAGE_NAMES = {"en": "English", "ru": "Russian"}
 
 SYSTEM = """You are an experienced speaking examiner and coach for learners of English.
 Score the learner's spoken answer on the given rubric, strictly and consistently, from the transcript and the
@@ -95,13 +95,14 @@ class OpenAIFeedback:
     def _ask(self, item: FeedbackInput, scale: Scale, schema: dict[str, Any]) -> dict[str, Any]:
         import openai
 
-        lang = messages.language(item.answer.interface_language)
+        # The language the learner reads, named in English for the model (CLDR, so every catalog's language has one).
+        language_name = Locale.parse(i18n.language(item.answer.interface_language)).english_name
         try:
             completion = self.client.chat.completions.create(
                 model=self.model,
                 temperature=self.settings.feedback.temperature,
                 messages=[
-                    {"role": "system", "content": SYSTEM.format(language=LANGUAGE_NAMES[lang])},
+                    {"role": "system", "content": SYSTEM.format(language=language_name)},
                     {"role": "user", "content": user_message(item, scale)},
                 ],
                 response_format={

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from speech_coach.contracts.events import Track
+from speech_coach.i18n import N_
 
 
 @dataclass(frozen=True)
 class Criterion:
     key: str  # stable machine name, also the JSON key the LLM fills
-    name: str  # as shown in RubricScore.criterion
+    name: str  # as shown in RubricScore.criterion (English); translated where a learner text names it
     description: str  # what a top score means, given to the LLM
 
 
@@ -36,23 +37,23 @@ class Scale:
 
 
 DELIVERY = Criterion(
-    "delivery", "Delivery", "Clear, fluid speech at a natural pace, with few long pauses or hesitations."
+    "delivery", N_("Delivery"), "Clear, fluid speech at a natural pace, with few long pauses or hesitations."
 )
 LANGUAGE_USE = Criterion(
-    "language_use", "Language Use", "Accurate grammar and a varied, precise vocabulary, used effectively."
+    "language_use", N_("Language Use"), "Accurate grammar and a varied, precise vocabulary, used effectively."
 )
 TOPIC_DEVELOPMENT = Criterion(
     "topic_development",
-    "Topic Development",
+    N_("Topic Development"),
     "Answers the question fully, with relevant, well-connected ideas and specific support in the time given.",
 )
-RELEVANCE = Criterion("relevance", "Relevance", "Answers the question asked, with details the interviewer wants.")
+RELEVANCE = Criterion("relevance", N_("Relevance"), "Answers the question asked, with details the interviewer wants.")
 STRUCTURE = Criterion(
-    "structure", "Structure", "A clear shape (e.g. situation, task, action, result) with signposting and a close."
+    "structure", N_("Structure"), "A clear shape (e.g. situation, task, action, result) with signposting and a close."
 )
 TASK_FULFILMENT = Criterion(
     "task_fulfilment",
-    "Task Fulfilment",
+    N_("Task Fulfilment"),
     "Does what the workplace situation needs (informs, asks, proposes, responds) completely and politely.",
 )
 

@@ -15,9 +15,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Status, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from speech_coach.logging import SecretRedactor
 from speech_coach.settings import Settings
 
 KafkaHeaders = Sequence[tuple[str, bytes | str | None]]
@@ -73,12 +76,44 @@ def setup_tracing(settings: Settings, service: str) -> bool:
         provider = TracerProvider(
             resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.telemetry.sample_ratio))
         )
-        exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=settings.telemetry.export_timeout_s)
+        exporter = RedactingExporter(
+            OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=settings.telemetry.export_timeout_s),
+            SecretRedactor(settings.secret_values()),
+        )
         # Short delay: a trace should show up while someone is still looking at the answer it belongs to.
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
         trace.set_tracer_provider(provider)
         _CONFIGURED = service
         return True
+
+
+class RedactingExporter(SpanExporter):
+    """Exports copies of the spans with every configured secret replaced in names, attributes, events and status.
+
+    Recorded exceptions carry their messages and tracebacks as event attributes; an aiohttp error during a
+    Telegram file download, for one, names the URL `/file/bot<token>/...`."""
+
+    def __init__(self, inner: SpanExporter, redactor: SecretRedactor) -> None:
+        self.inner, self.redactor = inner, redactor
+
+    def _copy(self, span: ReadableSpan) -> ReadableSpan:
+        scrub = self.redactor.scrub
+        return ReadableSpan(
+            name=scrub(span.name), context=span.context, parent=span.parent, resource=span.resource,
+            attributes=scrub(dict(span.attributes or {})),
+            events=[Event(scrub(e.name), scrub(dict(e.attributes or {})), e.timestamp) for e in span.events],
+            links=span.links, kind=span.kind, status=Status(span.status.status_code, scrub(span.status.description)),
+            start_time=span.start_time, end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
+        )  # fmt: skip
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([self._copy(s) for s in spans] if self.redactor else spans)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
 
 
 def shutdown_tracing() -> None:
