@@ -26,10 +26,19 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## create .venv and install the pinned dependencies
 
-lock: ## re-resolve requirements.lock from pyproject.toml
+# The images' sets are resolved with the dev environment's pins as constraints, so every pin agrees with it.
+IMAGE_SETS := bot ingest dagster flink
+COMPILE = $(BIN)/uv pip compile -q pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --generate-hashes --custom-compile-command "make lock"
+
+lock: ## re-resolve requirements.lock (every group) and each image's requirements/<group>.lock from pyproject.toml
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==$(UV_VERSION); }
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+	$(COMPILE) --all-extras -o requirements.lock
+	@mkdir -p requirements
+	@for set in $(IMAGE_SETS); do \
+	  echo "requirements/$$set.lock"; \
+	  $(COMPILE) --extra $$set -c requirements.lock -o requirements/$$set.lock || exit 1; \
+	done
 
 run: install ## start the local stack and the platform, and print every address
 	$(BIN)/speech-coach run

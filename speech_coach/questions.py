@@ -33,8 +33,10 @@ from referencing import Registry, Resource
 
 from speech_coach.contracts.events import TaskType, Track
 from speech_coach.i18n import N_
+from speech_coach.package_data import data_dir
 
-DEFAULT_BANK_DIR = Path(__file__).resolve().parents[1] / "question_bank"
+# Package data: the repository's question_bank/ (through the symlink speech_coach/question_bank), or the wheel's copy.
+DEFAULT_BANK_DIR = data_dir("speech_coach", "question_bank")
 BANK_FILE = "bank.yaml"
 SCHEMA_FILE = "schema.json"
 MAX_SPEAKING_TIME_S = 600  # the event contract's limit (RawVoiceAnswer.speaking_time_s)
@@ -455,7 +457,7 @@ def _read(path: Path) -> _Doc:
 def load_bank(directory: str | os.PathLike[str] = DEFAULT_BANK_DIR, *, schema: Path | None = None) -> QuestionBank:
     """Load and validate the bank in `directory`; raise `QuestionBankError` naming file, line and field.
 
-    The schema is `directory/schema.json` when there is one, else the repository's `question_bank/schema.json`.
+    The schema is `directory/schema.json` when there is one, else the shipped bank's `schema.json`.
     """
     directory = Path(directory)
     if schema is None:

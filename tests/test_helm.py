@@ -8,6 +8,7 @@ schemas of a fixed version (kubernetes-validate, strict: unknown fields fail); t
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -230,7 +231,8 @@ def test_monitoring_ships_the_alert_rules_dashboards_and_flink_reporter() -> Non
 def test_dagster_dependency_is_declared_and_wired() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     (dep,) = chart["dependencies"]
-    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    # the Dagster image's group
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dagster"]
     assert f"dagster=={dep['version']}" in pinned, "the Dagster chart version equals the dagster release"
     assert dep["name"] == "dagster" and dep["repository"] == "https://dagster-io.github.io/helm"
     assert dep["condition"] == "dagster.enabled"
@@ -371,6 +373,69 @@ def test_dockerfile_copies_only_existing_paths() -> None:
         *sources, _dest = args.split()
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+def dockerfile_stages(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions, by stage name."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for inst, args in dockerfile_instructions(path):
+        if inst == "FROM":
+            current = stages.setdefault(args.split()[-1] if " AS " in args.upper() else args, [])
+        current.append((inst, args))
+    return stages
+
+
+IMAGE_TARGETS = ("bot", "ingest", "dagster", "flink")
+
+
+@pytest.mark.parametrize("target", IMAGE_TARGETS)
+def test_each_image_installs_only_its_locked_set(target: str) -> None:
+    """The runtime's requirements/<target>.lock (tests/test_image_sets.py checks what is in it), then the wheel."""
+    steps = dockerfile_stages(DOCKERFILE)[target]
+    text = "\n".join(args for _, args in steps)
+    assert ("COPY", f"requirements/{target}.lock ./") in steps, text
+    syncs = [args for inst, args in steps if inst == "RUN" and "uv pip sync" in args]
+    assert len(syncs) == 1 and syncs[0].rstrip().endswith(f"{target}.lock"), syncs
+    assert "--require-hashes" in syncs[0]
+    # Nothing else resolves dependencies: the wheel goes in without its own.
+    installs = [args for inst, args in steps if inst == "RUN" and "uv pip install" in args]
+    assert installs and all("--no-deps" in a or "pip uninstall" in a for a in installs), installs
+    assert "COPY --from=wheel /wheels ./wheels" in [f"{i} {a}" for i, a in steps]
+
+
+def test_no_image_installs_the_dev_environment() -> None:
+    for stage, steps in dockerfile_stages(DOCKERFILE).items():
+        for inst, args in steps:
+            assert "requirements.lock" not in args, f"stage {stage}: {inst} {args}"
+
+
+def python_modules_run(command: list[str]) -> list[str]:
+    """The modules a container command runs with `python -m`, through `sh -c` too."""
+    words = [w for part in command for w in part.split()]
+    return [b for a, b in itertools.pairwise(words) if a == "-m"]
+
+
+def test_chart_and_images_run_module_entry_points() -> None:
+    """The `speech-coach` CLI is the local platform's (control/, with the local stack's set); images run modules."""
+    manifests = render(load_values(CI / "production-values.yaml"))
+    commands = {
+        name: c["command"]
+        for name, spec in pod_specs(manifests)
+        if not name.startswith("FlinkDeployment/")
+        for c in spec["containers"]
+        if "/speech-coach-" in c["image"]
+    }
+    for _, steps in dockerfile_stages(DOCKERFILE).items():
+        commands |= {f"CMD {a}": json.loads(a) for i, a in steps if i == "CMD"}
+    assert {"Deployment/speech-coach-ingest", "Job/speech-coach-migrate"} <= set(commands)
+    modules = []
+    for name, command in commands.items():
+        assert "speech-coach" not in " ".join(command).split(), f"{name} runs the speech-coach CLI: {command}"
+        modules += python_modules_run(command)
+    assert {"bot", "warehouse", "speech_coach.db"} <= set(modules)
+    for module in modules:
+        assert (ROOT / module.replace(".", "/") / "__main__.py").is_file(), f"python -m {module}: no __main__.py"
 
 
 def test_flink_image_paths_match_the_chart() -> None:

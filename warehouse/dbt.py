@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from speech_coach.package_data import data_dir
 from speech_coach.settings import Settings
 
-PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
+# Package data: the repository's dbt/ (through the symlink warehouse/dbt_project), or the wheel's copy.
+PROJECT_DIR = data_dir("warehouse", "dbt_project")
 
 
 def dbt_env(settings: Settings, database: str | None = None) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Ingestion as a long-running service: the Ingestor loop plus /healthz, /readyz, /metrics and lag gauges.
 
-`make run` starts it (`speech-coach warehouse ingest --follow`); Kubernetes runs the same command. SIGTERM ends
-the current batch (inserted and committed, or neither) before the process exits.
+`make run` starts it (`speech-coach warehouse ingest --follow`); Kubernetes runs `python -m warehouse ingest
+--follow`, the same command without the platform's CLI. SIGTERM ends the current batch (inserted and committed, or
+neither) before the process exits.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ def _settings_in_environment(settings: Settings) -> Iterator[None]:
 
 
 def _prepare(settings: Settings) -> None:
-    from speech_coach.db import sync_questions, upgrade
+    from speech_coach.db import upgrade
+    from speech_coach.db.questions import sync_questions
     from speech_coach.kafka import ensure_topics
     from speech_coach.s3 import ensure_bucket, s3_client
     from warehouse.client import connect

@@ -66,7 +66,8 @@ class BankConfig(dg.Config):  # type: ignore[misc]
 def question_bank_postgres(
     context: dg.AssetExecutionContext, config: BankConfig, settings: SettingsResource
 ) -> dg.MaterializeResult:
-    from speech_coach.db import sync_questions, upgrade
+    from speech_coach.db import upgrade
+    from speech_coach.db.questions import sync_questions
     from speech_coach.questions import load_bank
 
     bank = load_bank(config.directory) if config.directory else load_bank()

@@ -1,10 +1,10 @@
 """The operational PostgreSQL database, shared by the bot and Dagster: Alembic migrations and data access.
 
-`upgrade(settings)` applies the migrations in `migrations/versions` (idempotent; also `speech-coach db
-upgrade`). The bot's own tables arrive with the bot; the question bank is loaded here by Dagster.
+`upgrade(settings)` applies the migrations in `migrations/versions` (idempotent; also `python -m speech_coach.db
+upgrade` and `speech-coach db upgrade`). The question bank is loaded by Dagster with `speech_coach.db.questions`,
+which is not imported here: the migrations job's image has no question bank parser (the ingest set).
 """
 
 from speech_coach.db.migrate import current_revision, sqlalchemy_url, upgrade
-from speech_coach.db.questions import sync_questions
 
-__all__ = ["current_revision", "sqlalchemy_url", "sync_questions", "upgrade"]
+__all__ = ["current_revision", "sqlalchemy_url", "upgrade"]
