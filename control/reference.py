@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Event, Topic
+from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Event, Topic, unit_of
 from speech_coach.settings import Settings
 
 EVENTS_DOC = Path(__file__).resolve().parents[1] / "docs" / "events.md"
@@ -94,7 +94,7 @@ def _constraints(field: FieldInfo) -> str:
 
 
 def _table(model: type[BaseModel], nested: list[type[BaseModel]]) -> list[str]:
-    rows = ["| field | type | required | constraints | description |", "|---|---|---|---|---|"]
+    rows = ["| field | type | unit | required | constraints | description |", "|---|---|---|---|---|---|"]
     for name, field in model.model_fields.items():
         ann = field.annotation
         for arg in (ann, *typing.get_args(ann)):
@@ -105,7 +105,8 @@ def _table(model: type[BaseModel], nested: list[type[BaseModel]]) -> list[str]:
                     nested.append(inner)
         required = "yes" if field.is_required() else "no"
         desc = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {_type_name(ann)} | {required} | {_constraints(field)} | {desc} |")
+        cells = [f"`{name}`", _type_name(ann), unit_of(field), required, _constraints(field), desc]
+        rows.append(f"| {' | '.join(cells)} |")
     return rows
 
 
