@@ -1,0 +1,118 @@
+"""One source of truth per field: the warehouse's raw tables, the dbt staging docs and the research codebook
+follow the event contracts (speech_coach/contracts/events.py), and each check names the field that drifted."""
+
+from __future__ import annotations
+
+import pytest
+
+from control.stack import Stack
+from speech_coach.contracts import Topic
+from tests.test_contracts import samples
+from warehouse.client import connect
+from warehouse.migrate import migrate
+from warehouse.rows import INGESTION_COLUMNS, TABLES, rows_for
+from warehouse.schema import ddl_type, problems, read_schema
+
+
+def contract_schema() -> dict[str, dict[str, str]]:
+    """The raw tables as a new migration would create them from the contracts alone."""
+    return {
+        t.name: {c.column: ddl_type(c) for c in t.columns} | dict.fromkeys(INGESTION_COLUMNS, "UInt64")
+        for t in TABLES.values()
+    }
+
+
+def test_every_topic_fills_a_raw_table_and_rows_have_exactly_its_columns() -> None:
+    assert set(TABLES) == set(Topic)
+    for event in samples():
+        table = TABLES[event.TOPIC]
+        for name, row in rows_for(event.TOPIC, event):
+            assert name == table.name
+            assert set(row) == {c.column for c in table.columns}, name
+
+
+def test_the_contracts_own_ddl_passes_the_check() -> None:
+    assert problems(contract_schema()) == []
+
+
+@pytest.mark.parametrize(
+    ("table", "column"), [(t.name, c.column) for t in TABLES.values() for c in t.columns], ids=lambda v: v
+)
+def test_a_missing_column_is_named_with_the_migration_it_needs(table: str, column: str) -> None:
+    schema = contract_schema()
+    wanted = schema[table].pop(column)
+    found = problems(schema)
+    assert len(found) == 1, found
+    assert f"has no column {table}.{column}" in found[0]
+    assert f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {wanted};" in found[0]
+
+
+def test_mismatched_types_name_the_field() -> None:
+    schema = contract_schema()
+    schema["raw_windowed_metrics"]["pooled_mtld"] = "String"  # a number in a string column
+    schema["raw_windowed_metrics"]["mean_score"] = "Float32"  # an optional field: NULL has nowhere to go
+    schema["raw_answer_metrics"]["answered_at"] = "DateTime64(3)"  # no time zone
+    schema["raw_feedback"]["rubric_scores"] = "Float32"  # one score per criterion: an array
+    found = problems(schema)
+    assert len(found) == 4, found
+    for field, column in [
+        ("WindowedMetrics.pooled_mtld (float)", "raw_windowed_metrics.pooled_mtld String"),
+        ("WindowedMetrics.mean_score (float, optional)", "raw_windowed_metrics.mean_score Float32"),
+        ("AnswerMetrics.answered_at", "raw_answer_metrics.answered_at DateTime64(3)"),
+        ("FeedbackResult.rubric.score (float)", "raw_feedback.rubric_scores Float32"),
+    ]:
+        assert any(line.startswith(field) and f"does not fit {column};" in line for line in found), (field, found)
+
+
+def test_compatible_variants_pass() -> None:
+    schema = contract_schema()
+    schema["raw_answers"]["track"] = "String"  # LowCardinality or not
+    schema["raw_answers"]["speaking_time_s"] = "UInt16"  # any integer width
+    schema["raw_answer_metrics"]["ttr"] = "Float64"
+    schema["raw_answer_metrics"]["time_to_answer_s"] = "Nullable(Float64)"
+    schema["raw_feedback"]["rejection_reason"] = "LowCardinality(String)"  # stored as '' when absent
+    schema["raw_dead_letters"]["answer_id"] = "LowCardinality(Nullable(String))"
+    assert problems(schema) == []
+
+
+def test_a_column_without_a_contract_field_is_named() -> None:
+    schema = contract_schema()
+    schema["raw_windowed_metrics"]["pooled_hdd"] = "Float32"
+    assert problems(schema) == [
+        "raw_windowed_metrics.pooled_hdd holds no field of WindowedMetrics: the field was removed or renamed in the "
+        "contract, or the column needs an entry in warehouse.rows.TABLES"
+    ]
+
+
+@pytest.mark.stack
+def test_the_migrations_give_every_contract_field_a_column_of_a_compatible_type(stack: Stack, ch_database: str) -> None:
+    client = connect(stack.settings, ch_database)
+    migrate(client)
+    found = problems(read_schema(client))
+    assert not found, "the migrated raw tables do not match the contracts:\n" + "\n".join(found)
+
+
+@pytest.mark.stack
+def test_check_schema_command_names_what_a_migration_must_add(stack: Stack, ch_database: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from control.stack.isolated import settings_env
+
+    s = stack.settings
+    url = s.clickhouse_url.rsplit("/", 1)[0] + f"/{ch_database}"
+    settings = s.model_copy(update={"clickhouse": s.clickhouse.model_copy(update={"url": url})})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | settings_env(settings)
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "control.cli", "warehouse", "check-schema"],
+            env=env | {"COLUMNS": "400"}, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    before = check()  # an empty database: every raw table is missing
+    assert before.returncode == 1 and "raw_windowed_metrics: no such table" in before.stdout, before
+    migrate(connect(settings))
+    after = check()
+    assert after.returncode == 0 and "hold every field of the event contracts" in after.stdout, after
