@@ -116,3 +116,90 @@ def test_check_schema_command_names_what_a_migration_must_add(stack: Stack, ch_d
     migrate(connect(settings))
     after = check()
     assert after.returncode == 0 and "hold every field of the event contracts" in after.stdout, after
+
+
+# --- dbt staging docs --------------------------------------------------------------------------------------
+
+
+def staging_drift() -> list[str]:
+    """Each staging column that comes from a contract field but is not documented as the contract says."""
+    import yaml
+
+    from control.reference import STAGING_DIR, staging_models, staging_yaml
+
+    found = []
+    for staging in staging_models():
+        path = STAGING_DIR / f"{staging.model}.yml"
+        (written,) = [m for m in yaml.safe_load(path.read_text())["models"] if m["name"] == staging.model]
+        (wanted,) = [m for m in yaml.safe_load(staging_yaml(staging))["models"] if m["name"] == staging.model]
+        have = {c["name"]: c for c in written.get("columns", [])}
+        for column in wanted["columns"]:
+            if "meta" not in column:
+                continue
+            where, source = f"{staging.model}.{column['name']}", column["meta"]["contract"]
+            if column["name"] not in have:
+                found.append(f"{where} comes from {source} but {path.name} does not document it")
+            elif have[column["name"]].get("description") != column["description"]:
+                found.append(f"{where}: {path.name} describes it as {have[column['name']].get('description')!r}, "
+                             f"the contract ({source}) as {column['description']!r}")  # fmt: skip
+            elif have[column["name"]] != column:
+                found.append(f"{where}: its meta or accepted values differ from {source}")
+    return found
+
+
+def test_staging_columns_from_contract_fields_are_documented_from_the_contract() -> None:
+    from control.reference import STAGING_DIR, staging_models, staging_yaml
+
+    found = staging_drift()
+    assert not found, "\n".join([*found, "regenerate: python -m control.reference dbt"])
+    for staging in staging_models():
+        path = STAGING_DIR / f"{staging.model}.yml"
+        assert path.read_text() == staging_yaml(staging), f"{path.name} is stale: python -m control.reference dbt"
+
+
+def test_staging_drift_names_the_column(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import shutil
+
+    import control.reference
+    from speech_coach.contracts import WindowedMetrics
+
+    # The contract's description changed, and the YAML was not regenerated.
+    field = WindowedMetrics.model_fields["pooled_mtld"]
+    monkeypatch.setattr(field, "description", "Something else.")
+    assert staging_drift() == [
+        "stg_windowed_metrics.pooled_mtld: stg_windowed_metrics.yml describes it as \"MTLD over the window's "
+        "words.\", the contract (WindowedMetrics.pooled_mtld) as 'Something else.'"
+    ]
+    monkeypatch.undo()
+
+    # A column's entry was removed from the YAML.
+    staging = tmp_path / "staging"
+    shutil.copytree(control.reference.STAGING_DIR, staging)
+    doc = staging / "stg_windowed_metrics.yml"
+    text = doc.read_text()
+    entry = text[text.index("      - name: pooled_mattr") : text.index("      - name: pooled_mtld")]
+    doc.write_text(text.replace(entry, ""))
+    monkeypatch.setattr(control.reference, "STAGING_DIR", staging)
+    assert staging_drift() == [
+        "stg_windowed_metrics.pooled_mattr comes from WindowedMetrics.pooled_mattr but stg_windowed_metrics.yml "
+        "does not document it"
+    ]
+
+
+@pytest.mark.stack
+def test_staging_views_have_the_columns_their_docs_are_generated_for(stack: Stack, ch_database: str, tmp_path) -> None:
+    from control.reference import staging_models
+    from warehouse.dbt import run_dbt
+
+    client = connect(stack.settings, ch_database)
+    migrate(client)
+    result = run_dbt(stack.settings, ["run", "--select", "staging"], database=ch_database, target_dir=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:]
+    for staging in staging_models():
+        built = [r[0] for r in client.execute(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = %(t)s ORDER BY position",
+            {"t": staging.model},
+        )]  # fmt: skip
+        assert built, staging.model
+        # The generator reads each model's columns from its SQL; the view dbt built must have exactly those.
+        assert sorted(built) == sorted(staging.columns), (staging.model, built, staging.columns)
