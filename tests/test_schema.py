@@ -203,3 +203,50 @@ def test_staging_views_have_the_columns_their_docs_are_generated_for(stack: Stac
         assert built, staging.model
         # The generator reads each model's columns from its SQL; the view dbt built must have exactly those.
         assert sorted(built) == sorted(staging.columns), (staging.model, built, staging.columns)
+
+
+# --- the research codebook ---------------------------------------------------------------------------------
+
+
+def codebook_drift(codebook: list) -> list[str]:
+    """Each codebook column that is a contract field but does not say what the contract says."""
+    from speech_coach.contracts import AnswerMetrics, FeedbackResult, RawVoiceAnswer, unit_of
+
+    feeding = {RawVoiceAnswer, FeedbackResult, AnswerMetrics}  # the events research_answers is built from
+    columns = [(t.event, c) for t in TABLES.values() if t.event in feeding for c in t.columns]
+    stored = {c.column: (event, c) for event, c in columns}
+    by_source = {f"{event.__name__}.{c.path}": c for event, c in columns}
+    found = []
+    for var in codebook:
+        if not var.source:
+            if var.name in stored:
+                event, column = stored[var.name]
+                found.append(f"codebook column {var.name} is written by hand, but it is {event.__name__}."
+                             f"{column.path}: declare it with from_contract()")  # fmt: skip
+            continue
+        column = by_source[var.source]
+        if not var.description.startswith(column.info.description or "") or var.unit != unit_of(column.info):
+            found.append(f"codebook column {var.name}: description or unit differ from {var.source}")
+    return found
+
+
+def test_codebook_columns_that_are_contract_fields_come_from_the_contract() -> None:
+    from warehouse.codebook_doc import GUIDE, codebook_table
+    from warehouse.exports import CODEBOOK
+
+    assert codebook_drift(CODEBOOK) == []
+    assert codebook_table() in GUIDE.read_text(), "docs/researcher-guide.md is stale: python -m warehouse.codebook_doc"
+    ttr = next(v for v in CODEBOOK if v.name == "ttr")
+    assert (ttr.type, ttr.unit, ttr.source) == ("number", "ratio (0-1)", "AnswerMetrics.ttr")
+
+
+def test_codebook_drift_names_the_column() -> None:
+    from warehouse.exports import CODEBOOK, Variable
+
+    by_hand = Variable("mtld", "number", "tokens", "Measure of textual lexical diversity.", "McCarthy & Jarvis.")
+    stale = next(v for v in CODEBOOK if v.name == "ttr")._replace(unit="ratio")
+    codebook = [by_hand if v.name == "mtld" else stale if v.name == "ttr" else v for v in CODEBOOK]
+    assert codebook_drift(codebook) == [
+        "codebook column ttr: description or unit differ from AnswerMetrics.ttr",
+        "codebook column mtld is written by hand, but it is AnswerMetrics.mtld: declare it with from_contract()",
+    ]
