@@ -300,6 +300,16 @@ def test_window_definitions_by_hand() -> None:
     assert week.pooled_mattr == pool([a1.words, a2.words, a3.words]).pooled_mattr
 
 
+def test_every_pooled_contract_field_is_computed_by_pool() -> None:
+    # window_events copies each `pooled_*` field of WindowedMetrics from `pool`'s result by name.
+    from speech_coach.text import WindowLexicalMetrics
+    from speech_coach.windows import POOLED_FIELDS
+
+    assert "pooled_mtld" in POOLED_FIELDS
+    missing = [name for name in POOLED_FIELDS if name not in WindowLexicalMetrics.__dataclass_fields__]
+    assert not missing, f"WindowedMetrics fields that speech_coach.text.pool does not compute: {missing}"
+
+
 @pytest.mark.parametrize("day", ["2026-12-31", "2027-02-28", "2028-02-29", "2026-01-01"])
 def test_month_and_week_boundaries(day: str) -> None:
     moment = datetime.fromisoformat(day).replace(tzinfo=UTC)
