@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Event, Topic, unit_of
+from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Event, Topic, constraints_of, unit_of
 from speech_coach.settings import Settings
 from warehouse.dbt import PROJECT_DIR
 from warehouse.rows import TABLES, Column, RawTable
@@ -93,7 +93,7 @@ def _type_name(annotation: Any) -> str:
 
 def _constraints(field: FieldInfo) -> str:
     parts = []
-    for meta in field.metadata:
+    for meta in constraints_of(field):
         for attr in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern"):
             value = getattr(meta, attr, None)
             if value is not None:
@@ -160,6 +160,7 @@ def write_events_doc() -> None:
 # --- dbt staging docs -------------------------------------------------------------------------------------
 
 STAGING_DIR = PROJECT_DIR / "models" / "staging"
+TABLES_BY_NAME = {t.name: t for t in TABLES.values()}
 # What the `contract_columns` macro (dbt/macros/contract_columns.sql) leaves out besides its `except`.
 MACRO_SKIPS = {"event_id", "occurred_at"}
 _SOURCE = re.compile(r"\bfrom\s+\{\{\s*source\('raw',\s*'(\w+)'\)\s*\}\}", re.I)
@@ -199,9 +200,6 @@ def _macro_columns(args: str) -> list[str]:
     table = TABLES_BY_NAME[ast.literal_eval(call.args[0])]
     skip = MACRO_SKIPS | {v for k in call.keywords if k.arg == "except_" for v in ast.literal_eval(k.value)}
     return [c.column for c in table.columns if c.column not in skip]
-
-
-TABLES_BY_NAME = {t.name: t for t in TABLES.values()}
 
 
 def staging_model(sql_path: Path) -> Staging | None:

@@ -18,6 +18,7 @@ from typing import Any
 from clickhouse_driver import Client
 from pydantic import AwareDatetime
 
+from speech_coach.contracts import constraints_of
 from warehouse.rows import INGESTION_COLUMNS, TABLES, Column, RawTable
 
 _INTEGER = re.compile(r"U?Int(8|16|32|64|128|256)")
@@ -103,7 +104,7 @@ def _base_type(annotation: Any, non_negative: bool) -> str:
 
 def ddl_type(column: Column) -> str:
     """The type a new migration gives the column, in the warehouse's conventions (Float32, UInt32, UTC times)."""
-    bounds = [getattr(m, bound, None) for m in column.info.metadata for bound in ("ge", "gt")]
+    bounds = [getattr(m, bound, None) for m in constraints_of(column.info) for bound in ("ge", "gt")]
     base = _base_type(column.annotation, any(b is not None and b >= 0 for b in bounds))
     if column.array:
         return f"Array({base})"

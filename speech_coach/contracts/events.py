@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import typing
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,23 +23,49 @@ from pydantic.fields import FieldInfo
 from speech_coach.contracts.topics import Topic
 
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
-Score = Annotated[float, Field(ge=0)]
 
 
 def unit(symbol: str) -> JsonDict:
-    """A field's unit, as `Field(json_schema_extra=unit("s"))`: docs/events.md, the dbt docs and the research
-    codebook show it beside the description."""
+    """A field's unit, as `Field(json_schema_extra=unit("s"))` or in a measure type below (`Seconds`, `Ratio`):
+    docs/events.md, the dbt docs and the research codebook show it beside the description."""
     return {"unit": symbol}
+
+
+def _declared(field: FieldInfo) -> list[FieldInfo]:
+    """The field, and the Annotated measure inside its `| None`: pydantic keeps an optional measure's unit and
+    bounds there rather than on the field."""
+    infos = [field]
+    for arg in typing.get_args(field.annotation):
+        if typing.get_origin(arg) is Annotated:
+            infos += [m for m in typing.get_args(arg)[1:] if isinstance(m, FieldInfo)]
+    return infos
 
 
 def unit_of(field: FieldInfo) -> str:
     """The unit a field declares with `unit()`, or "" when it has none."""
-    extra = field.json_schema_extra
-    return str(extra.get("unit", "")) if isinstance(extra, dict) else ""
+    for info in _declared(field):
+        if isinstance(extra := info.json_schema_extra, dict) and "unit" in extra:
+            return str(extra["unit"])
+    return ""
+
+
+def constraints_of(field: FieldInfo) -> list[Any]:
+    """The field's constraints (Ge, Le, MaxLen, ...), wherever pydantic keeps them."""
+    return [meta for info in _declared(field) for meta in info.metadata]
 
 
 # Units used across the contracts, so the same quantity reads the same everywhere.
 SECONDS, WPM, POINTS, RATIO, SHARE = "s", "words/min", "points", "ratio (0-1)", "share (0-1)"
+
+# Measures: a kind of number with its bounds and unit, declared once.
+Seconds = Annotated[float, Field(ge=0, json_schema_extra=unit(SECONDS))]
+WordsPerMinute = Annotated[float, Field(ge=0, json_schema_extra=unit(WPM))]
+Points = Annotated[float, Field(ge=0, json_schema_extra=unit(POINTS))]
+Ratio = Annotated[float, Field(ge=0, le=1, json_schema_extra=unit(RATIO))]
+Share = Annotated[float, Field(ge=0, le=1, json_schema_extra=unit(SHARE))]
+Pauses = Annotated[int, Field(ge=0, json_schema_extra=unit("pauses"))]
+Words = Annotated[int, Field(ge=0, json_schema_extra=unit("words"))]
+GuiraudIndex = Annotated[float, Field(ge=0, json_schema_extra=unit("types/√tokens"))]  # root TTR
 
 # Identifiers every event shares, described once.
 AnswerId = Annotated[
@@ -217,15 +244,15 @@ class WordTiming(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     word: str = Field(max_length=128, description="The word as transcribed.")
-    start_s: float = Field(ge=0, description="Where the word starts in the audio.", json_schema_extra=unit(SECONDS))
-    end_s: float = Field(ge=0, description="Where the word ends in the audio.", json_schema_extra=unit(SECONDS))
+    start_s: Seconds = Field(description="Where the word starts in the audio.")
+    end_s: Seconds = Field(description="Where the word ends in the audio.")
 
 
 class RubricScore(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     criterion: NonEmptyStr = Field(description="Rubric criterion, e.g. delivery.")
-    score: Score = Field(description="Score on this criterion.", json_schema_extra=unit(POINTS))
+    score: Points = Field(description="Score on this criterion.")
     max_score: float = Field(gt=0, description="Top of this criterion's scale.", json_schema_extra=unit(POINTS))
     comment: str = Field("", max_length=2000, description="Comment on this criterion, for the learner.")
 
@@ -245,11 +272,9 @@ class EngineInfo(BaseModel):
 class KeyMetrics(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    words_per_minute: float = Field(
-        ge=0, description="Speaking rate shown to the learner.", json_schema_extra=unit(WPM)
-    )
-    pause_count: int = Field(ge=0, description="Silent pauses of at least 250 ms.", json_schema_extra=unit("pauses"))
-    mean_pause_s: float = Field(ge=0, description="Mean silent pause length.", json_schema_extra=unit(SECONDS))
+    words_per_minute: WordsPerMinute = Field(description="Speaking rate shown to the learner.")
+    pause_count: Pauses = Field(description="Silent pauses of at least 250 ms.")
+    mean_pause_s: Seconds = Field(description="Mean silent pause length.")
     lexical_diversity: float = Field(
         ge=0, description="MATTR (window 50) of the transcript.", json_schema_extra=unit(RATIO)
     )
@@ -273,9 +298,7 @@ class FeedbackResult(_Event, topic=Topic.FEEDBACK, event_type="feedback_result",
     )
     words: list[WordTiming] = Field(default_factory=list, description="Word timings, when the engine gives them.")
     rubric: list[RubricScore] = Field(default_factory=list, description="Scores per rubric criterion.")
-    overall_score: Score | None = Field(
-        None, description="Overall score on the task's scale; null when rejected.", json_schema_extra=unit(POINTS)
-    )
+    overall_score: Points | None = Field(None, description="Overall score on the task's scale; null when rejected.")
     feedback: str = Field("", max_length=4000, description="Feedback for the learner, in their interface language.")
     strengths: list[str] = Field(default_factory=list, description="What went well.")
     suggestions: list[str] = Field(default_factory=list, description="What to work on next.")
@@ -298,70 +321,40 @@ class AnswerMetrics(_Event, topic=Topic.ANSWER_METRICS, event_type="answer_metri
     task_type: PracticeTask
     answered_at: AwareDatetime = Field(description="Event time for windowing: when the answer was received.")
     # fluency, measured on the audio with a voice-activity detector
-    total_duration_s: float = Field(ge=0, description="Length of the audio.", json_schema_extra=unit(SECONDS))
-    speech_duration_s: float = Field(
-        ge=0, description="Time with speech, by voice activity detection.", json_schema_extra=unit(SECONDS)
+    total_duration_s: Seconds = Field(description="Length of the audio.")
+    speech_duration_s: Seconds = Field(description="Time with speech, by voice activity detection.")
+    speaking_rate_wpm: WordsPerMinute = Field(
+        description="Words per minute from the first to the last speech, pauses included."
     )
-    speaking_rate_wpm: float = Field(
-        ge=0,
-        description="Words per minute from the first to the last speech, pauses included.",
-        json_schema_extra=unit(WPM),
-    )
-    articulation_rate_wpm: float = Field(
-        ge=0, description="Words per minute of speech, pauses excluded.", json_schema_extra=unit(WPM)
-    )
-    silent_pause_count: int = Field(
-        ge=0, description="Silent pauses of at least 250 ms.", json_schema_extra=unit("pauses")
-    )
-    mean_silent_pause_s: float = Field(ge=0, description="Mean silent pause length.", json_schema_extra=unit(SECONDS))
+    articulation_rate_wpm: WordsPerMinute = Field(description="Words per minute of speech, pauses excluded.")
+    silent_pause_count: Pauses = Field(description="Silent pauses of at least 250 ms.")
+    mean_silent_pause_s: Seconds = Field(description="Mean silent pause length.")
     mean_length_of_run_words: float = Field(
         ge=0, description="Mean number of words between silent pauses.", json_schema_extra=unit("words")
     )
-    filled_pause_count: int = Field(
-        ge=0, description="Filled pauses (um, uh, ...) in the transcript.", json_schema_extra=unit("pauses")
-    )
-    time_to_answer_s: float | None = Field(
-        None,
-        ge=0,
-        description="From the question to the first speech of the answer; null when unknown.",
-        json_schema_extra=unit(SECONDS),
+    filled_pause_count: Pauses = Field(description="Filled pauses (um, uh, ...) in the transcript.")
+    time_to_answer_s: Seconds | None = Field(
+        None, description="From the question to the first speech of the answer; null when unknown."
     )
     # lexical, from the transcript
-    tokens: int = Field(ge=0, description="Word tokens in the transcript.", json_schema_extra=unit("words"))
-    types: int = Field(ge=0, description="Distinct word forms in the transcript.", json_schema_extra=unit("words"))
-    ttr: float = Field(ge=0, le=1, description="Type-token ratio: types / tokens.", json_schema_extra=unit(RATIO))
-    root_ttr: float = Field(
-        ge=0, description="Guiraud's index: types / √tokens (Guiraud 1960).", json_schema_extra=unit("types/√tokens")
-    )
-    mattr: float = Field(
-        ge=0,
-        le=1,
-        description="Moving-average type-token ratio, window 50 (Covington & McFall 2010).",
-        json_schema_extra=unit(RATIO),
-    )
+    tokens: Words = Field(description="Word tokens in the transcript.")
+    types: Words = Field(description="Distinct word forms in the transcript.")
+    ttr: Ratio = Field(description="Type-token ratio: types / tokens.")
+    root_ttr: GuiraudIndex = Field(description="Guiraud's index: types / √tokens (Guiraud 1960).")
+    mattr: Ratio = Field(description="Moving-average type-token ratio, window 50 (Covington & McFall 2010).")
     mtld: float = Field(
         ge=0,
         description="Measure of textual lexical diversity, threshold 0.72 (McCarthy & Jarvis 2010).",
         json_schema_extra=unit("tokens"),
     )
-    hdd: float = Field(
-        ge=0,
-        le=1,
-        description="HD-D lexical diversity, samples of 42 words (McCarthy & Jarvis 2007).",
-        json_schema_extra=unit(RATIO),
-    )
+    hdd: Ratio = Field(description="HD-D lexical diversity, samples of 42 words (McCarthy & Jarvis 2007).")
     mean_zipf: float = Field(
         ge=0, description="Mean word frequency on the Zipf scale (wordfreq, English).", json_schema_extra=unit("Zipf")
     )
-    rare_word_share: float = Field(
-        ge=0,
-        le=1,
-        description="Share of tokens outside the 2,000 most frequent English words (Laufer & Nation 1995).",
-        json_schema_extra=unit(SHARE),
+    rare_word_share: Share = Field(
+        description="Share of tokens outside the 2,000 most frequent English words (Laufer & Nation 1995)."
     )
-    overall_score: Score | None = Field(
-        None, description="The feedback's overall score, copied.", json_schema_extra=unit(POINTS)
-    )
+    overall_score: Points | None = Field(None, description="The feedback's overall score, copied.")
     lemmas: dict[str, int] = Field(default_factory=dict, description="Lemma -> count in this answer.")
 
 
@@ -400,21 +393,15 @@ class WindowedMetrics(
     window_start: WindowStart
     window_end: WindowEnd
     answer_count: int = Field(ge=1, description="Answers in the window.", json_schema_extra=unit("answers"))
-    pooled_ttr: float = Field(
-        ge=0, le=1, description="Type-token ratio over the window's words.", json_schema_extra=unit(RATIO)
-    )
-    pooled_mattr: float = Field(
-        ge=0, le=1, description="MATTR (window 50) over the window's words.", json_schema_extra=unit(RATIO)
-    )
+    pooled_ttr: Ratio = Field(description="Type-token ratio over the window's words.")
+    pooled_mattr: Ratio = Field(description="MATTR (window 50) over the window's words.")
     pooled_mtld: float = Field(ge=0, description="MTLD over the window's words.", json_schema_extra=unit("tokens"))
     mean_score: float | None = Field(
         None,
         description="Mean overall score of the scored answers; null when none has one.",
         json_schema_extra=unit(POINTS),
     )
-    mean_speaking_rate_wpm: float = Field(
-        ge=0, description="Mean speaking rate of the answers.", json_schema_extra=unit(WPM)
-    )
+    mean_speaking_rate_wpm: WordsPerMinute = Field(description="Mean speaking rate of the answers.")
     mean_time_to_answer_s: float | None = Field(
         None,
         description="Mean time to answer, over answers with one; null when none has.",
