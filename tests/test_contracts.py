@@ -99,7 +99,7 @@ def samples() -> list:
     )  # fmt: skip
     window = WindowedMetrics(
         learner_id="lrn-1", window_kind=WindowKind.DAY, window_start=T0, window_end=T0 + timedelta(days=1),
-        answer_count=3, pooled_ttr=0.5, pooled_mattr=0.7, pooled_mtld=60, mean_score=2.5,
+        answer_count=3, pooled_ttr=0.5, pooled_mattr=0.7, pooled_mtld=60, pooled_root_ttr=7.1, mean_score=2.5,
         mean_speaking_rate_wpm=115, mean_time_to_answer_s=10,
     )  # fmt: skip
     vocab = WindowedVocabulary(
@@ -273,3 +273,12 @@ def test_every_field_is_described_and_every_measure_has_a_unit() -> None:
                 unitless.append(where)
     assert not undescribed, f"fields without a description: {undescribed}"
     assert not unitless, f"numeric measures without a unit (Field(json_schema_extra=unit(...))): {unitless}"
+
+
+def test_a_window_from_before_pooled_root_ttr_still_decodes() -> None:
+    # pooled_root_ttr joined WindowedMetrics within version 1: events written before it must still be read.
+    window = next(e for e in samples() if isinstance(e, WindowedMetrics))
+    body = json.loads(encode(window))
+    del body["pooled_root_ttr"]
+    decoded = decode(Topic.WINDOWED_METRICS, json.dumps(body))
+    assert decoded.pooled_root_ttr is None and decoded.pooled_mtld == window.pooled_mtld

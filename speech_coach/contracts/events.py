@@ -396,6 +396,10 @@ class WindowedMetrics(
     pooled_ttr: Ratio = Field(description="Type-token ratio over the window's words.")
     pooled_mattr: Ratio = Field(description="MATTR (window 50) over the window's words.")
     pooled_mtld: float = Field(ge=0, description="MTLD over the window's words.", json_schema_extra=unit("tokens"))
+    # Added within version 1, so optional: events written before it decode with null.
+    pooled_root_ttr: GuiraudIndex | None = Field(
+        None, description="Guiraud's index over the window's words: types / √tokens; null in events from before it."
+    )
     mean_score: float | None = Field(
         None,
         description="Mean overall score of the scored answers; null when none has one.",
