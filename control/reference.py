@@ -1,23 +1,31 @@
-"""Generated reference documents: `.env.example` from the settings and `docs/events.md` tables.
+"""Generated reference documents: `.env.example` from the settings, the `docs/events.md` tables and the
+column docs of the dbt staging models, from the event contracts.
 
-`python -m control.reference env > .env.example` and `python -m control.reference events`
-rewrite them; tests fail when either drifts from the code.
+`python -m control.reference env > .env.example`, `python -m control.reference events` and
+`python -m control.reference dbt` rewrite them (`all` does the last two and the research codebook page); tests
+fail when any drifts from the code.
 """
 
 from __future__ import annotations
 
+import ast
 import enum
 import json
+import re
 import sys
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Event, Topic
+from speech_coach.contracts import EVENT_TYPES, TOPIC_EVENT, Event, Topic, constraints_of, unit_of
 from speech_coach.settings import Settings
+from warehouse.dbt import PROJECT_DIR
+from warehouse.rows import TABLES, Column, RawTable
 
 EVENTS_DOC = Path(__file__).resolve().parents[1] / "docs" / "events.md"
 BEGIN, END = "<!-- BEGIN GENERATED: python -m control.reference events -->", "<!-- END GENERATED -->"
@@ -85,7 +93,7 @@ def _type_name(annotation: Any) -> str:
 
 def _constraints(field: FieldInfo) -> str:
     parts = []
-    for meta in field.metadata:
+    for meta in constraints_of(field):
         for attr in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern"):
             value = getattr(meta, attr, None)
             if value is not None:
@@ -94,7 +102,7 @@ def _constraints(field: FieldInfo) -> str:
 
 
 def _table(model: type[BaseModel], nested: list[type[BaseModel]]) -> list[str]:
-    rows = ["| field | type | required | constraints | description |", "|---|---|---|---|---|"]
+    rows = ["| field | type | unit | required | constraints | description |", "|---|---|---|---|---|---|"]
     for name, field in model.model_fields.items():
         ann = field.annotation
         for arg in (ann, *typing.get_args(ann)):
@@ -105,7 +113,8 @@ def _table(model: type[BaseModel], nested: list[type[BaseModel]]) -> list[str]:
                     nested.append(inner)
         required = "yes" if field.is_required() else "no"
         desc = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {_type_name(ann)} | {required} | {_constraints(field)} | {desc} |")
+        cells = [f"`{name}`", _type_name(ann), unit_of(field), required, _constraints(field), desc]
+        rows.append(f"| {' | '.join(cells)} |")
     return rows
 
 
@@ -148,11 +157,161 @@ def write_events_doc() -> None:
     EVENTS_DOC.write_text(head + events_reference() + tail)
 
 
+# --- dbt staging docs -------------------------------------------------------------------------------------
+
+STAGING_DIR = PROJECT_DIR / "models" / "staging"
+TABLES_BY_NAME = {t.name: t for t in TABLES.values()}
+# What the `contract_columns` macro (dbt/macros/contract_columns.sql) leaves out besides its `except`.
+MACRO_SKIPS = {"event_id", "occurred_at"}
+_SOURCE = re.compile(r"\bfrom\s+\{\{\s*source\('raw',\s*'(\w+)'\)\s*\}\}", re.I)
+_MACRO = re.compile(r"\{\{\s*contract_columns\((.*)\)\s*\}\}", re.S)
+_ALIAS = re.compile(r"\bas\s+(\w+)$", re.I)
+_NAME = re.compile(r"(?:\w+\.)?(\w+)")
+
+
+@dataclass(frozen=True)
+class Staging:
+    """A staging model over a raw table: its columns in order, and the contract field behind each one."""
+
+    model: str
+    table: RawTable
+    columns: list[str]
+
+    def contract_column(self, name: str) -> Column | None:
+        return next((c for c in self.table.columns if c.column == name), None)
+
+
+def _top_level_items(select: str) -> list[str]:
+    items, depth, current = [], 0, ""
+    for char in select:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*items, current.strip()] if current.strip() else items
+
+
+def _macro_columns(args: str) -> list[str]:
+    # Jinja's call syntax is Python's, but `except` is a Python keyword.
+    call = ast.parse("f(" + re.sub(r"\bexcept\s*=", "except_=", args) + ")", mode="eval").body
+    assert isinstance(call, ast.Call)
+    table = TABLES_BY_NAME[ast.literal_eval(call.args[0])]
+    skip = MACRO_SKIPS | {v for k in call.keywords if k.arg == "except_" for v in ast.literal_eval(k.value)}
+    return [c.column for c in table.columns if c.column not in skip]
+
+
+def staging_model(sql_path: Path) -> Staging | None:
+    """The staging model in `sql_path` when it reads a raw table that contract events fill, else None.
+
+    Reads the select list the way the staging models are written: `column`, `expression as alias`, and
+    `{{ contract_columns('raw_table', except=[...]) }}`; tests/test_schema.py checks the result against the
+    columns of the views dbt builds."""
+    sql = "\n".join(line.split("--", 1)[0] for line in sql_path.read_text().splitlines())
+    source = _SOURCE.search(sql)
+    if source is None or source.group(1) not in TABLES_BY_NAME:
+        return None
+    select = sql[re.search(r"\bselect\b", sql, re.I).end() : source.start()]  # type: ignore[union-attr]
+    columns: list[str] = []
+    for item in _top_level_items(select):
+        if macro := _MACRO.fullmatch(item):
+            columns += _macro_columns(macro.group(1))
+        elif alias := _ALIAS.search(item):
+            columns.append(alias.group(1))
+        elif name := _NAME.fullmatch(item):
+            columns.append(name.group(1))
+        else:
+            raise ValueError(f"{sql_path.name}: cannot tell the column name of {item!r}; add `as <name>`")
+    return Staging(sql_path.stem, TABLES_BY_NAME[source.group(1)], columns)
+
+
+def staging_models() -> list[Staging]:
+    return [m for path in sorted(STAGING_DIR.glob("stg_*.sql")) if (m := staging_model(path))]
+
+
+class _Flow(dict[str, Any]):
+    """A mapping written on one line: `meta: {contract: ..., unit: ...}`."""
+
+
+class _Dumper(yaml.SafeDumper):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)  # lists indented under their key, as in the hand-written files
+
+
+def _list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = all(isinstance(v, str | int | float) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _list)
+_Dumper.add_representer(_Flow, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
+
+STAGING_HEADER = (
+    "# Columns marked `meta: {contract: ...}` are described by the event contract "
+    "(speech_coach/contracts/events.py):\n# python -m control.reference dbt rewrites them; the rest is written here.\n"
+)
+
+
+def contract_doc(staging: Staging, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """`entry` (the column's YAML) with the description and meta the contract gives it."""
+    column = staging.contract_column(name)
+    if column is None:
+        return entry
+    meta = _Flow(contract=f"{staging.table.event.__name__}.{column.path}")
+    if unit := unit_of(column.info):
+        meta["unit"] = unit
+    description = column.info.description or ""
+    if staging.table.per_item and column.path == staging.table.per_item[0]:
+        # A dict stored one row per item: the column is its key or its value, described here by hand.
+        description = entry.get("description") or f"From {meta['contract']}: {description}"
+    rest = {k: v for k, v in entry.items() if k not in ("name", "description", "meta")}
+    if isinstance(column.annotation, type) and issubclass(column.annotation, enum.Enum):
+        # The enum's members are the accepted values, so a new member needs no edit here.
+        tests = [t for t in rest.get("data_tests", []) if not (isinstance(t, dict) and "accepted_values" in t)]
+        values = [m.value for m in column.annotation]
+        rest["data_tests"] = [*tests, {"accepted_values": {"arguments": {"values": values}}}]
+    return {"name": name, "description": description, "meta": meta, **rest}
+
+
+def staging_yaml(staging: Staging) -> str:
+    """The model's YAML file with every contract column documented from the contract, in the view's order;
+    hand-written entries and tests are kept."""
+    path = STAGING_DIR / f"{staging.model}.yml"
+    doc = yaml.safe_load(path.read_text())
+    (model,) = [m for m in doc["models"] if m["name"] == staging.model]
+    entries = {e["name"]: e for e in model.get("columns", [])}
+    ordered = [n for n in staging.columns if n in entries or staging.contract_column(n)]
+    ordered += [n for n in entries if n not in ordered]
+    model["columns"] = [contract_doc(staging, n, entries.get(n, {"name": n})) for n in ordered]
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    return STAGING_HEADER + body.replace("\nmodels:", "\n\nmodels:", 1)
+
+
+def write_staging_docs() -> list[Path]:
+    changed = []
+    for staging in staging_models():
+        path = STAGING_DIR / f"{staging.model}.yml"
+        text = staging_yaml(staging)
+        if path.read_text() != text:
+            path.write_text(text)
+            changed.append(path)
+    return changed
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "env":
         sys.stdout.write(env_example())
-    elif what == "events":
-        write_events_doc()
+    elif what in ("events", "dbt", "all"):
+        if what in ("events", "all"):
+            write_events_doc()
+        if what in ("dbt", "all"):
+            for path in write_staging_docs():
+                print(f"updated {path.relative_to(PROJECT_DIR.parent)}")
+        if what == "all":
+            from warehouse.codebook_doc import write_guide
+
+            write_guide()
     else:
-        sys.exit("usage: python -m control.reference env|events")
+        sys.exit("usage: python -m control.reference env|events|dbt|all")

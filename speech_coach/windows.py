@@ -26,6 +26,8 @@ from speech_coach.text import pool, tokenize
 DAY_MS = 86_400_000
 SLIDING_DAYS = 7
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The contract's pooled metrics, each computed by `pool` under the same name: a new one needs no edit here.
+POOLED_FIELDS = tuple(name for name in WindowedMetrics.model_fields if name.startswith("pooled_"))
 
 
 def to_ms(moment: datetime) -> int:
@@ -184,9 +186,7 @@ def window_events(
         window_start=start,
         window_end=end,
         answer_count=len(answers),
-        pooled_ttr=lexical.pooled_ttr,
-        pooled_mattr=lexical.pooled_mattr,
-        pooled_mtld=lexical.pooled_mtld,
+        **{name: getattr(lexical, name) for name in POOLED_FIELDS},
         mean_score=_mean([a.score for a in answers if a.score is not None]),
         mean_speaking_rate_wpm=sum(a.speaking_rate_wpm for a in answers) / len(answers),
         mean_time_to_answer_s=_mean([a.time_to_answer_s for a in answers if a.time_to_answer_s is not None]),

@@ -3,12 +3,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import typing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from speech_coach.contracts import (
     EVENT_TYPES,
@@ -33,6 +35,7 @@ from speech_coach.contracts import (
     WindowKind,
     decode,
     encode,
+    unit_of,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +99,7 @@ def samples() -> list:
     )  # fmt: skip
     window = WindowedMetrics(
         learner_id="lrn-1", window_kind=WindowKind.DAY, window_start=T0, window_end=T0 + timedelta(days=1),
-        answer_count=3, pooled_ttr=0.5, pooled_mattr=0.7, pooled_mtld=60, mean_score=2.5,
+        answer_count=3, pooled_ttr=0.5, pooled_mattr=0.7, pooled_mtld=60, pooled_root_ttr=7.1, mean_score=2.5,
         mean_speaking_rate_wpm=115, mean_time_to_answer_s=10,
     )  # fmt: skip
     vocab = WindowedVocabulary(
@@ -238,3 +241,44 @@ def test_an_event_declares_its_topic_type_and_key_once() -> None:
 
     assert set(EVENT_TYPES) == {cls.EVENT_TYPE for cls in TOPIC_EVENT.values()}, "a refused class was registered"
     assert set(TOPIC_EVENT) == set(Topic)
+
+
+def _all_models() -> list[type[BaseModel]]:
+    """Every event and every model nested in one, once."""
+    models: list[type[BaseModel]] = list(EVENT_TYPES.values())
+    for model in models:
+        for field in model.model_fields.values():
+            for arg in (field.annotation, *typing.get_args(field.annotation)):
+                for inner in (arg, *typing.get_args(arg)):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel) and inner not in models:
+                        models.append(inner)
+    return models
+
+
+# Numbers that are not measurements (a sampling setting, Kafka coordinates): no unit to give.
+UNITLESS = {"RawVoiceAnswer.transcription_temperature"}
+
+
+def test_every_field_is_described_and_every_measure_has_a_unit() -> None:
+    # The contracts are the source of every field's description and unit: docs/events.md, the dbt docs and the
+    # research codebook are generated from them, so a field without a description would be blank everywhere.
+    undescribed, unitless = [], []
+    for model in _all_models():
+        for name, field in model.model_fields.items():
+            where = f"{model.__name__}.{name}"
+            if not field.description:
+                undescribed.append(where)
+            is_float = float in (field.annotation, *typing.get_args(field.annotation))
+            if is_float and not unit_of(field) and where not in UNITLESS:
+                unitless.append(where)
+    assert not undescribed, f"fields without a description: {undescribed}"
+    assert not unitless, f"numeric measures without a unit (Field(json_schema_extra=unit(...))): {unitless}"
+
+
+def test_a_window_from_before_pooled_root_ttr_still_decodes() -> None:
+    # pooled_root_ttr joined WindowedMetrics within version 1: events written before it must still be read.
+    window = next(e for e in samples() if isinstance(e, WindowedMetrics))
+    body = json.loads(encode(window))
+    del body["pooled_root_ttr"]
+    decoded = decode(Topic.WINDOWED_METRICS, json.dumps(body))
+    assert decoded.pooled_root_ttr is None and decoded.pooled_mtld == window.pooled_mtld

@@ -12,7 +12,7 @@ from warehouse.codebook_doc import GUIDE, codebook_table, write_guide
 from warehouse.exports import CODEBOOK
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "docs/architecture.md", "docs/researcher-guide.md", "docs/reliability.md"]
+DOCS = ["README.md", "docs/architecture.md", "docs/researcher-guide.md", "docs/reliability.md", "docs/contributing.md"]
 
 
 def test_codebook_in_researcher_guide_is_current() -> None:

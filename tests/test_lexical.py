@@ -272,7 +272,7 @@ def test_pool_of_one_answer_is_the_answer(words: list[str]) -> None:
     m = analyze_words(words)
     w = pool([words])
     assert w.answer_count == 1 and w.tokens == m.tokens and w.types == m.types
-    assert (w.pooled_ttr, w.pooled_mattr, w.pooled_mtld) == (m.ttr, m.mattr, m.mtld)
+    assert (w.pooled_ttr, w.pooled_root_ttr, w.pooled_mattr, w.pooled_mtld) == (m.ttr, m.root_ttr, m.mattr, m.mtld)
     assert sum(w.vocabulary.values()) == len(words)
 
 
@@ -281,9 +281,11 @@ def test_pool_concatenates_answers() -> None:
     w = pool([a, b])
     assert w.answer_count == 2 and w.tokens == 12 and w.types == 8
     assert w.pooled_ttr == pytest.approx(8 / 12)
+    assert w.pooled_root_ttr == 8 / math.sqrt(12)  # Guiraud over the pooled words, not a mean of the answers' values
+    assert w.pooled_root_ttr != pytest.approx((root_ttr(a) + root_ttr(b)) / 2)
     assert w.vocabulary == {"i": 2, "like": 2, "my": 2, "job": 2, "is": 1, "hard": 1, "but": 1, "it": 1}
     assert w.pooled_mtld == pytest.approx(mtld(a + b)) and w.pooled_mattr == pytest.approx(mattr(a + b))
-    assert pool([]).tokens == 0 and pool([]).pooled_mtld == 0.0
+    assert pool([]).tokens == 0 and pool([]).pooled_mtld == 0.0 and pool([]).pooled_root_ttr == 0.0
 
 
 @settings(max_examples=200)

@@ -158,13 +158,15 @@ def ingest_and_check(settings: Settings, database: str, reader: Reader, expected
         assert client.execute("SELECT count() FROM raw_word_counts FINAL")[0][0] == words
         assert client.execute("SELECT count() FROM raw_dead_letters FINAL WHERE reason = 'late'")[0][0] == 6
     rows = client.execute(
-        "SELECT learner_id, window_kind, window_start, answer_count, pooled_mtld FROM raw_windowed_metrics FINAL"
+        "SELECT learner_id, window_kind, window_start, answer_count, pooled_mtld, pooled_root_ttr "
+        "FROM raw_windowed_metrics FINAL"
     )
     by_key = {(r[0], r[1], r[2]): r for r in rows}
     for metrics, _ in expected.values():
         row = by_key[(metrics.learner_id, metrics.window_kind.value, metrics.window_start)]
         assert row[3] == metrics.answer_count
         assert row[4] == pytest.approx(metrics.pooled_mtld, rel=1e-6)  # Float32 in the table
+        assert row[5] == pytest.approx(metrics.pooled_root_ttr, rel=1e-6)
 
 
 def test_restart_from_checkpoint_after_kill_loses_nothing(stack: Stack, tmp_path: Path) -> None:

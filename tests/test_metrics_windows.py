@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import heapq
+import math
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -279,6 +280,7 @@ def test_window_definitions_by_hand() -> None:
     first = last[(WindowKind.LAST_10, t)]
     assert (first.answer_count, first.window_end) == (2, t + timedelta(minutes=30))
     assert first.pooled_ttr == 4 / 6  # the, cat, sat, dog over 6 tokens
+    assert first.pooled_root_ttr == 4 / math.sqrt(6) == pytest.approx(1.6329932)  # Guiraud: 4 types / √6 tokens
     assert first.mean_score == 1.5 and first.mean_speaking_rate_wpm == 101.5 and first.mean_time_to_answer_s is None
     assert vocab[(WindowKind.LAST_10, t)] == {"the": 2, "cat": 1, "sat": 2, "dog": 1}
     # day windows: 30 Nov holds a1, a2; 1 Dec holds a3
@@ -298,6 +300,17 @@ def test_window_definitions_by_hand() -> None:
     assert weeks[-1] == (nov30 + timedelta(days=8), 1)  # 1..7 Dec: a3 only
     week = by[(WindowKind.SLIDING_7D, nov30 - timedelta(days=5))]
     assert week.pooled_mattr == pool([a1.words, a2.words, a3.words]).pooled_mattr
+    assert week.pooled_root_ttr == 7 / 3  # the cat sat the dog sat a bird flew: 7 types, 9 tokens
+
+
+def test_every_pooled_contract_field_is_computed_by_pool() -> None:
+    # window_events copies each `pooled_*` field of WindowedMetrics from `pool`'s result by name.
+    from speech_coach.text import WindowLexicalMetrics
+    from speech_coach.windows import POOLED_FIELDS
+
+    assert "pooled_mtld" in POOLED_FIELDS
+    missing = [name for name in POOLED_FIELDS if name not in WindowLexicalMetrics.__dataclass_fields__]
+    assert not missing, f"WindowedMetrics fields that speech_coach.text.pool does not compute: {missing}"
 
 
 @pytest.mark.parametrize("day", ["2026-12-31", "2027-02-28", "2028-02-29", "2026-01-01"])

@@ -27,6 +27,20 @@ def migrate_cmd() -> None:
     console.print(f"Applied {len(ran)} migration(s): {', '.join(m.path.name for m in ran) or 'none pending'}.")
 
 
+@app.command("check-schema")
+def check_schema_cmd() -> None:
+    """Check that the migrated raw tables hold every contract field; print what a new migration must add."""
+    from warehouse.client import connect
+    from warehouse.schema import problems, read_schema
+
+    found = problems(read_schema(connect(Settings())))
+    for line in found:
+        console.print(line, markup=False, highlight=False)
+    if found:
+        raise typer.Exit(1)
+    console.print("The raw tables hold every field of the event contracts.")
+
+
 @app.command("generate")
 def generate_cmd(
     answers: int = typer.Option(1_000_000, help="how many answers to generate"),

@@ -25,7 +25,7 @@ def codebook_table() -> str:
         "| # | column | type (Parquet) | unit | description | derivation |",
         "|---|---|---|---|---|---|",
     ]
-    for number, (name, kind, unit, description, derivation) in enumerate(CODEBOOK, start=1):
+    for number, (name, kind, unit, description, derivation, _) in enumerate(CODEBOOK, start=1):
         cells = [str(number), f"`{name}`", f"{kind} (`{_ARROW[kind]}`)", unit, description, derivation]
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join([BEGIN, "", *rows, "", END])

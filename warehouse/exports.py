@@ -4,131 +4,141 @@ package whose table schema is also the codebook. Deterministic: the same data gi
 from __future__ import annotations
 
 import csv
+import enum
 import hashlib
 import io
 import json
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from clickhouse_driver import Client
 
+from speech_coach.contracts import (
+    POINTS,
+    RATIO,
+    SECONDS,
+    AnswerMetrics,
+    Event,
+    FeedbackResult,
+    RawVoiceAnswer,
+    unit_of,
+)
+from warehouse.rows import TABLES
+
 LICENSE = {"name": "CC-BY-4.0", "path": "https://creativecommons.org/licenses/by/4.0/", "title": "CC BY 4.0"}
 
-# name, frictionless type, unit, description, derivation: the codebook.
-CODEBOOK: list[tuple[str, str, str, str, str]] = [
-    ("answer_id", "string", "", "Random answer identifier.", "Assigned by the bot; carries no personal data."),
-    (
+
+class Variable(NamedTuple):
+    """One exported column: name, Frictionless type, unit, description, derivation, and the contract field it is
+    (`Event.path`), if any."""
+
+    name: str
+    type: str
+    unit: str
+    description: str
+    derivation: str
+    source: str = ""
+
+
+_FRICTIONLESS = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def from_contract(event: type[Event], path: str, derivation: str, *, name: str = "") -> Variable:
+    """A column that is a contract field as the warehouse stores it: its type, unit and description come from
+    the contract (speech_coach/contracts/events.py), so they read the same in every document."""
+    (table,) = [t for t in TABLES.values() if t.event is event]
+    (column,) = [c for c in table.columns if c.path == path]
+    kind, description = column.annotation, column.info.description or ""
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        description += f" One of {', '.join(m.value for m in kind)}."
+        kind = str
+    return Variable(
+        name or column.column,
+        _FRICTIONLESS[kind],
+        unit_of(column.info),
+        description,
+        derivation,
+        f"{event.__name__}.{path}",
+    )
+
+
+# The codebook: the export's columns in order. Columns that are contract fields are declared by their field.
+CODEBOOK: list[Variable] = [
+    from_contract(RawVoiceAnswer, "answer_id", "The pipeline's idempotency key."),
+    Variable(
         "learner_pseudonym",
         "string",
         "",
         "Learner pseudonym.",
         "Keyed HMAC-SHA256 of the Telegram user id, truncated to 96 bits; the key is never exported.",
     ),
-    (
+    Variable(
         "split",
         "string",
         "",
         "Fixed train/dev/test split, by learner.",
         "sha256(pseudonym) mod 100: 0-79 train, 80-89 dev, 90-99 test; all answers of a learner share a split.",
     ),
-    ("question_id", "string", "", "Question answered.", "Stable id from the question bank."),
-    ("track", "string", "", "Practice track: toefl, job_interview or workplace.", "From the question bank."),
-    ("task_type", "string", "", "Task within the track.", "From the question bank."),
-    (
+    from_contract(RawVoiceAnswer, "question_id", "From the question bank."),
+    from_contract(RawVoiceAnswer, "track", "From the question bank."),
+    from_contract(RawVoiceAnswer, "task_type", "From the question bank."),
+    Variable(
         "answered_date",
         "date",
         "",
         "UTC date the answer was received.",
         "Date part of received_at; the time of day is withheld.",
     ),
-    (
+    Variable(
         "answer_number",
         "integer",
         "answers",
         "The learner's nth answer.",
         "Row number per learner ordered by receive time.",
     ),
-    (
+    Variable(
         "seconds_to_answer",
         "number",
-        "s",
+        SECONDS,
         "Time from question to answer, preparation included.",
         "received_at - question_sent_at.",
     ),
-    ("duration_s", "number", "s", "Audio duration.", "As reported by Telegram."),
-    ("status", "string", "", "ok, or rejected when the audio could not be assessed.", "From the feedback engine."),
-    (
-        "rejection_reason",
-        "string",
-        "",
-        "Why the audio was rejected (e.g. audio.silent).",
-        "Machine code from the answer pipeline.",
-    ),
-    ("overall_score", "number", "points", "Overall score on the task's scale.", "Feedback engine; see scale_max."),
-    (
+    from_contract(RawVoiceAnswer, "audio.duration_s", "Telegram's metadata of the voice message."),
+    from_contract(FeedbackResult, "status", "From the answer pipeline."),
+    from_contract(FeedbackResult, "rejection_reason", "Machine code from the answer pipeline."),
+    from_contract(FeedbackResult, "overall_score", "Feedback engine; see scale_max."),
+    Variable(
         "scale_max",
         "number",
-        "points",
+        POINTS,
         "Top of the score scale (4 for TOEFL, 5 otherwise).",
         "Maximum of the rubric's criteria.",
     ),
-    ("normalized_score", "number", "fraction", "overall_score / scale_max (0..1).", "Comparable across tracks."),
-    (
-        "is_fallback",
-        "boolean",
-        "",
-        "Feedback came from the offline engine after a remote engine failed.",
-        "From the result's engine block.",
+    Variable("normalized_score", "number", RATIO, "overall_score / scale_max.", "Comparable across tracks."),
+    from_contract(FeedbackResult, "engine.fallback", "From the result's engine block.", name="is_fallback"),
+    from_contract(FeedbackResult, "transcript", "Automatic transcription (Whisper)."),
+    from_contract(AnswerMetrics, "speaking_rate_wpm", "tokens / speech span; docs/metrics.md."),
+    from_contract(AnswerMetrics, "articulation_rate_wpm", "tokens / speech duration (voice activity detection)."),
+    from_contract(AnswerMetrics, "silent_pause_count", "Voice activity detection on the audio."),
+    from_contract(AnswerMetrics, "mean_silent_pause_s", "Voice activity detection on the audio."),
+    from_contract(AnswerMetrics, "filled_pause_count", "Count of filler tokens."),
+    from_contract(AnswerMetrics, "tokens", "docs/metrics.md tokenization."),
+    from_contract(AnswerMetrics, "types", "Word forms, not lemmas; docs/metrics.md."),
+    from_contract(AnswerMetrics, "ttr", "Over the transcript's tokens; docs/metrics.md."),
+    from_contract(
+        AnswerMetrics, "mattr", "The TTR of a single window for answers of 50 tokens or fewer; docs/metrics.md."
     ),
-    ("transcript", "string", "", "What the learner said.", "Automatic transcription (Whisper); may contain errors."),
-    (
-        "speaking_rate_wpm",
-        "number",
-        "words/min",
-        "Words per minute over the whole answer.",
-        "tokens / total duration; docs/metrics.md.",
-    ),
-    (
-        "articulation_rate_wpm",
-        "number",
-        "words/min",
-        "Words per minute of speech, pauses excluded.",
-        "tokens / speech duration (voice activity detection).",
-    ),
-    (
-        "silent_pause_count",
-        "integer",
-        "pauses",
-        "Silent pauses of at least 250 ms.",
-        "Voice activity detection on the audio.",
-    ),
-    ("mean_silent_pause_s", "number", "s", "Mean silent pause length.", "Voice activity detection on the audio."),
-    ("filled_pause_count", "integer", "pauses", "Filled pauses (um, uh) in the transcript.", "Count of filler tokens."),
-    ("tokens", "integer", "words", "Word tokens in the transcript.", "docs/metrics.md tokenization."),
-    ("types", "integer", "words", "Distinct word types.", "docs/metrics.md."),
-    ("ttr", "number", "ratio", "Type-token ratio.", "types / tokens."),
-    ("mattr", "number", "ratio", "Moving-average TTR, window 50.", "Covington & McFall (2010)."),
-    (
-        "mtld",
-        "number",
-        "tokens",
-        "Measure of textual lexical diversity.",
-        "McCarthy & Jarvis (2010), threshold 0.72, bidirectional.",
-    ),
-    ("hdd", "number", "ratio", "HD-D lexical diversity, sample 42.", "McCarthy & Jarvis (2007)."),
-    ("mean_zipf", "number", "Zipf", "Mean word frequency on the Zipf scale.", "wordfreq (Speer), English."),
-    (
-        "rare_word_share",
-        "number",
-        "fraction",
-        "Share of tokens outside the 2,000 most frequent words.",
-        "Lexical frequency profile (Laufer & Nation 1995).",
+    from_contract(AnswerMetrics, "mtld", "Mean of a forward and a backward pass; docs/metrics.md."),
+    from_contract(AnswerMetrics, "hdd", "Hypergeometric expectation, on the TTR scale; docs/metrics.md."),
+    from_contract(AnswerMetrics, "mean_zipf", "Over the tokens; words wordfreq does not know count 0."),
+    from_contract(
+        AnswerMetrics, "rare_word_share", "Word form and lemma both outside wordfreq's top 2,000; docs/metrics.md."
     ),
 ]
-COLUMNS = [c[0] for c in CODEBOOK]
+COLUMNS = [c.name for c in CODEBOOK]
 SOURCE_COLUMNS = [c for c in COLUMNS if c != "split"]
 _ARROW = {
     "string": pa.string(),
@@ -189,7 +199,7 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
 def datapackage(month: date, files: list[ExportFile], rows: int) -> dict[str, Any]:
     fields = [
         {"name": n, "type": t, "description": d, **({"unit": u} if u else {}), "derivation": der}
-        for n, t, u, d, der in CODEBOOK
+        for n, t, u, d, der, _ in CODEBOOK
     ]
     resources = []
     for f in files:

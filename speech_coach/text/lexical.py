@@ -386,6 +386,7 @@ class WindowLexicalMetrics:
     tokens: int
     types: int
     pooled_ttr: float
+    pooled_root_ttr: float
     pooled_mattr: float
     pooled_mtld: float
     vocabulary: dict[str, int]  # word form -> occurrences in the window
@@ -410,6 +411,7 @@ def pool(answers: Sequence[Sequence[str]], mattr_sum: int | None = None) -> Wind
         tokens=n,
         types=len(vocabulary),
         pooled_ttr=len(vocabulary) / n if n else 0.0,
+        pooled_root_ttr=len(vocabulary) / math.sqrt(n) if n else 0.0,
         pooled_mattr=pooled_mattr,
         pooled_mtld=mtld(words),
         vocabulary=vocabulary,

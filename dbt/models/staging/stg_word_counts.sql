@@ -1,3 +1,3 @@
-select learner_id, window_kind, window_start, window_end, word, frequency
+select {{ contract_columns('raw_word_counts') }}
 from {{ source('raw', 'raw_word_counts') }} final
 where {{ not_deleted() }}
