@@ -46,6 +46,8 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("warehouse/migrate.py", "statement"): "statements of the repository's migration files",
     ("orchestration/domains/learners.py", "sql"): "module constants (LEARNERS_SQL, LEDGER_SQL)",
     ("orchestration/domains/quality.py", "sql"): "module constants of the expectation suites",
+    ("speech_coach/db/migrations/versions/0005_ledger_lock_order.py", "BALANCE.format(lock="):
+        "a module constant completed with a literal lock mode",
     ("control/harness/pipeline.py", "query"): "the test harness's helper: queries written in the tests, values bound",
     ("control/simulator/run.py", "f'SELECT count() FROM {t} FINAL WHERE answer_id IN %(ids)s'"):
         "table names from a constant tuple; answer ids bound",
