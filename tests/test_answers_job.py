@@ -87,7 +87,7 @@ def test_a_45_second_answer_gets_feedback_and_metrics(harness: Harness) -> None:
     assert 2 <= len(result.feedback.split(". ")) <= 5 and result.strengths and result.suggestions
     assert harness.collector.data.keys[answer_id] == answer_id.encode()  # idempotency key downstream
 
-    (metrics,) = harness.collector.data.metrics[answer_id]
+    (metrics,) = harness.collector.wait_metrics(answer_id)
     assert abs(metrics.total_duration_s - speech.duration_s) < 0.2  # type: ignore[attr-defined]
     assert 0.7 * metrics.total_duration_s < metrics.speech_duration_s < metrics.total_duration_s  # type: ignore[attr-defined]
     # Four SSML breaks of 500-900 ms; sentence ends add espeak's own shorter pauses.

@@ -94,7 +94,7 @@ def test_openai_engines_transcribe_and_score_with_the_learners_temperature(
     ]
     assert result.overall_score == 3.0 and result.improved_answer and result.strengths and result.suggestions
     # Fluency is still measured on the audio, not taken from the API's word timings.
-    (metrics,) = harness.collector.data.metrics[answer_id]
+    (metrics,) = harness.collector.wait_metrics(answer_id)
     assert metrics.silent_pause_count >= 4 and metrics.total_duration_s > 40  # type: ignore[attr-defined]
 
 

@@ -197,7 +197,7 @@ def db_settings(stack: Stack, pg_database: str) -> Settings:
 def test_ledger_is_append_only_and_never_negative(db_settings: Settings) -> None:
     async def scenario() -> uuid.UUID:
         async with Database(db_settings).tx() as cur:
-            learner = await repo.create_learner(cur, 1, 1, "Lx", "en", starter_credits=1)
+            learner = await repo.create_learner(cur, 1, 1, "Lx", "en", starter_credits=1, account_hash="h1")
             await repo.add_credits(cur, learner.id, -1, "answer", "a1")
             with pytest.raises(repo.InsufficientCredits):
                 await repo.add_credits(cur, learner.id, -1, "answer", "a2")
@@ -232,7 +232,7 @@ def test_question_choice_unanswered_first_and_spaced_repetition(db_settings: Set
     async def scenario() -> None:
         db = Database(db_settings)
         async with db.tx() as cur:
-            learner = await repo.create_learner(cur, 2, 2, "Ly", "en", starter_credits=0)
+            learner = await repo.create_learner(cur, 2, 2, "Ly", "en", starter_credits=0, account_hash="h2")
 
             async def pick() -> str | None:
                 fresh = await repo.learner_by_id(cur, learner.id)

@@ -182,6 +182,16 @@ class Collector:
             missing = [i for i in ids if not self.data.feedback.get(i)]
         raise AssertionError(f"no feedback within {timeout} s for {missing}")
 
+    def wait_metrics(self, answer_id: str, timeout: float = 30) -> list[Event]:
+        """The answer's metrics events: published beside its feedback, so they may arrive a moment later."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if found := list(self.data.metrics.get(answer_id, [])):
+                    return found
+            time.sleep(0.1)
+        raise AssertionError(f"no answer_metrics within {timeout} s for {answer_id}")
+
     def dead_letters(self, predicate: Any, timeout: float = 30) -> list[DeadLetter]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
