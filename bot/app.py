@@ -22,7 +22,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from aiogram.utils.i18n import gettext as _
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -31,6 +30,7 @@ from aiohttp import web
 from bot import keyboards, repo
 from bot.db import Database
 from bot.feedback import FeedbackConsumer
+from bot.fsm import PostgresStorage
 from bot.health import health_app
 from bot.i18n import LearnerI18nMiddleware, make_i18n
 from bot.metrics import Metrics
@@ -97,7 +97,7 @@ class BotApp:
         self.metrics = Metrics()
         self.bot = Bot(token, session=make_session(settings), default=DefaultBotProperties(parse_mode=ParseMode.HTML))
         self.i18n = make_i18n()
-        self.dp = Dispatcher(storage=MemoryStorage())
+        self.dp = Dispatcher(storage=PostgresStorage(Database(settings)))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
@@ -254,6 +254,8 @@ class BotApp:
                         log.info("stranded answers taken over", answers=taken)
                     if settled := await settle_stranded(self.services, self.bot):
                         log.info("stranded payments settled", payments=settled)
+                async with self.services.db.tx() as cur:
+                    await repo.prune_processed_updates(cur)
             except Exception:
                 log.exception("taking over stranded answers failed")
             # Ends with the bot: shutdown waits for a takeover in progress through wait_idle.
@@ -282,9 +284,13 @@ class BotApp:
                 (now, now),
             )
             due = await cur.fetchall()
+        sent = 0
         for row in due:
             async with self.services.db.tx() as cur:
-                await repo.update_learner(cur, row["id"], last_reminded_on=now.date())
+                # Claimed, not just recorded: of several replicas (or loops) finding the same learner due, one sends.
+                if not await repo.claim_reminder(cur, row["id"], now.date()):
+                    continue
+            sent += 1
             with self.i18n.context(), self.i18n.use_locale(row["language"]):
                 try:
                     await self.bot.send_message(
@@ -292,7 +298,7 @@ class BotApp:
                     )
                 except TelegramAPIError as exc:
                     log.warning("reminder not sent", error=str(exc)[:200])
-        return len(due)
+        return sent
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -127,11 +127,31 @@ async def create_learner(
 async def update_learner(cur: Cursor, learner_id: uuid.UUID, **fields: Any) -> None:
     allowed = {"language", "onboarded", "repetition", "transcription_temperature", "reminders", "chat_id",
                "current_question_id", "current_question_sent_at", "last_reminded_on", "research_consent"}  # fmt: skip
-    assert fields and set(fields) <= allowed, fields
+    # Names become SQL: a real check, not an assert that `python -O` would drop.
+    if not fields or not set(fields) <= allowed:
+        raise ValueError(f"not learner settings: {sorted(set(fields) - allowed) or 'none given'}")
     if "research_consent" in fields:  # kept for audits: when the learner last opted in or out
         fields = fields | {"research_consent_changed_at": datetime.now(UTC)}
     assignments = ", ".join(f"{name} = %s" for name in fields)
     await cur.execute(f"UPDATE learners SET {assignments} WHERE id = %s", (*fields.values(), learner_id))
+
+
+async def claim_reminder(cur: Cursor, learner_id: uuid.UUID, today: date) -> bool:
+    """Record today's reminder for the learner; False when it was recorded already (someone else sends it)."""
+    await cur.execute(
+        "UPDATE learners SET last_reminded_on = %s WHERE id = %s "
+        "AND (last_reminded_on IS NULL OR last_reminded_on < %s) RETURNING id",
+        (today, learner_id, today),
+    )
+    return await cur.fetchone() is not None
+
+
+async def prune_processed_updates(cur: Cursor, older_than_days: int = 3) -> int:
+    """Forget handled update ids Telegram can no longer redeliver (it keeps undelivered updates for 24 hours)."""
+    await cur.execute(
+        "DELETE FROM processed_updates WHERE processed_at < now() - make_interval(days => %s)", (older_than_days,)
+    )
+    return cur.rowcount
 
 
 async def record_consent(cur: Cursor, learner_id: uuid.UUID) -> None:
@@ -480,5 +500,8 @@ async def erase_learner(cur: Cursor, learner_id: uuid.UUID, account_hash: str) -
         (learner_id,),
     )
     await cur.execute("INSERT INTO erased_accounts (account_hash) VALUES (%s) ON CONFLICT DO NOTHING", (account_hash,))
+    await cur.execute(
+        "DELETE FROM fsm_states WHERE chat_id IN (SELECT chat_id FROM learners WHERE id = %s)", (learner_id,)
+    )
     await cur.execute("SET LOCAL speech_coach.erasing = 'on'")
     await cur.execute("DELETE FROM learners WHERE id = %s", (learner_id,))

@@ -30,7 +30,7 @@ from speech_coach.db import upgrade
 from speech_coach.s3 import s3_client
 from speech_coach.settings import DagsterSettings, Settings
 from speech_coach.tools import find_ffmpeg
-from tests.bot_harness import TOKEN, RunningBot, bot_settings, onboard, read_topic, rows
+from tests.bot_harness import ADMIN_ID, TOKEN, RunningBot, bot_settings, onboard, read_topic, rows
 from tests.conftest import using_servers_of
 
 pytestmark = pytest.mark.stack
@@ -286,5 +286,64 @@ def test_daily_reminder_once_a_day_for_those_who_asked(
         assert bot.call(bot.app.send_reminders(datetime(2030, 1, 1, 19, tzinfo=UTC))) == 0  # once a day
         assert keen.sent()[-1].params["text"] == "Время для сегодняшней разговорной практики!"
         assert len(quiet.sent()) == 3
+        # Two replicas (here two rounds at once) find the learner due the next day: one reminder, not two.
+        before = len(keen.sent())
+        day = datetime(2030, 1, 2, 18, tzinfo=UTC)
+
+        async def both() -> list[int]:
+            return list(await asyncio.gather(bot.app.send_reminders(day), bot.app.send_reminders(day)))
+
+        assert sorted(bot.call(both())) == [0, 1]
+        time.sleep(1)
+        assert len(keen.sent()) == before + 1
     finally:
         bot.stop()
+
+
+def test_a_conversation_state_survives_a_restart_and_is_shared_by_replicas(
+    stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn
+) -> None:
+    """An admin starts a broadcast on one bot process and sends its text to another (a second replica, or the same
+    bot after a rolling update): the second knows the conversation is waiting for that text."""
+    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg)
+    admin = User(tg, user_id=ADMIN_ID)
+    first = RunningBot(settings).start()
+    try:
+        admin.text("/broadcast")
+        assert "Send the text to broadcast" in admin.wait_sent(1)[-1].params["text"]
+    finally:
+        first.stop()
+    assert rows(settings, "SELECT state FROM fsm_states") == [("Broadcast:text",)]
+    second = RunningBot(settings).start()
+    try:
+        admin.text("Practice week starts Monday")
+        assert admin.wait_sent(2)[-1].params["text"] == "Preview:\n\nPractice week starts Monday"
+        admin.press("Cancel")
+        assert admin.wait_sent(3)[-1].params["text"] == "Broadcast cancelled."
+    finally:
+        second.stop()
+    assert rows(settings, "SELECT count(*) FROM fsm_states") == [(0,)]  # a finished conversation leaves nothing
+
+
+def test_learner_settings_are_checked_by_name_and_old_update_ids_are_pruned(
+    stack: Stack, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Column names become SQL: a name outside the allow-list is refused even under `python -O`; handled update ids
+    older than Telegram's redelivery window are pruned."""
+    monkeypatch.setenv("SC_POSTGRES__URL", pg_database)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    upgrade(settings)
+    db = Database(settings)
+
+    async def scenario() -> int:
+        async with db.tx() as cur:
+            with pytest.raises(ValueError, match="not learner settings"):
+                await repo.update_learner(cur, uuid.uuid4(), **{"reminders = true, chat_id": 1})
+            with pytest.raises(ValueError):
+                await repo.update_learner(cur, uuid.uuid4())
+            await cur.execute("INSERT INTO processed_updates (update_id, processed_at) VALUES "
+                              "(1, now() - interval '4 days'), (2, now())")  # fmt: skip
+            return await repo.prune_processed_updates(cur)
+
+    assert asyncio.run(scenario()) == 1
+    assert rows(settings, "SELECT update_id FROM processed_updates") == [(2,)]

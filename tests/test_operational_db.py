@@ -26,7 +26,7 @@ def test_migrations_apply_idempotently(pg_settings: Settings) -> None:
     assert current_revision(pg_settings) is None
     upgrade(pg_settings)
     upgrade(pg_settings)
-    assert current_revision(pg_settings) == "0007_payments_settled"
+    assert current_revision(pg_settings) == "0008_fsm_states"
     with psycopg.connect(pg_settings.postgres_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
             "INSERT INTO questions (id, bank_version, track, task_type, title, prompt, preparation_time_s, "
