@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.domains import dbt, exports, learners, quality, question_bank, warehouse
+from orchestration.domains import dbt, exports, learners, quality, question_bank, retention, warehouse
 from orchestration.resources import SettingsResource, s3_resource
 from speech_coach.settings import Settings
 
@@ -15,5 +15,6 @@ defs = dg.Definitions.merge(
     question_bank.defs,
     learners.defs,
     quality.defs,
+    retention.defs,
     dg.Definitions(resources={"settings": SettingsResource(), "s3": s3_resource(Settings())}),
 )
