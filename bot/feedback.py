@@ -13,7 +13,6 @@ pseudonym.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import uuid
 from collections import Counter
@@ -91,12 +90,12 @@ class FeedbackConsumer:
             log.error("invalid feedback event", reason=exc.reason, detail=str(exc)[:300])
             key = msg.key()
             await self.services.publisher.publish(
-                DeadLetter(
+                DeadLetter.of_record(
+                    value,
                     source_topic=msg.topic() or "",
                     source_partition=msg.partition(),
                     source_offset=msg.offset(),
                     source_key=key.decode(errors="replace") if key else None,
-                    payload_b64=base64.b64encode(value).decode(),
                     stage="bot.feedback",
                     reason=exc.reason,
                     detail=str(exc)[:4000],

@@ -184,3 +184,57 @@ def test_malformed_and_unknown_version_events_on_every_topic_become_dead_letters
     assert sorted((t, base64.b64decode(p), r) for t, p, r, *_ in got) == sorted(bad)
     assert all(stage == "warehouse.ingest" and detail for *_, stage, detail in got)
     assert sum(counts(client).values()) == len(bad)  # nothing else was written
+
+
+def test_no_warehouse_table_holds_a_telegram_id_after_rejections(wh_settings: Settings, s3_bucket: str) -> None:
+    """Answers assessed, rejected and broken on the way (silent audio, a missing recording, a truncated record, one
+    that breaks its contract) all reach the warehouse; afterwards no ClickHouse table holds any of their Telegram
+    ids in any column, the dead letters' decoded payloads included. Their dead letters name the learner, so erasure
+    reaches them."""
+    from control.harness.answer_job import ANSWER_45S, ffmpeg_of, raw_answer, speech_ogg, upload
+    from flink_jobs.answers.pipeline import AnswerProcessor
+    from speech_coach.audio.tts import to_ogg_opus, tone
+
+    ffmpeg = ffmpeg_of(wh_settings)
+    speech, _ = speech_ogg(ANSWER_45S.split(" Second,")[0], ffmpeg)
+    ids = {"update_id": 731955182, "chat_id": 648213977, "message_id": 5519273}
+    recordings = [
+        upload(wh_settings, s3_bucket, speech),
+        upload(wh_settings, s3_bucket, to_ogg_opus(tone(3.0), ffmpeg)),  # no voice: rejected
+        {**upload(wh_settings, s3_bucket, b"OggS-gone"), "key": "audio/00/missing.ogg"},  # not in S3: rejected
+    ]
+    answers = [raw_answer(a, telegram={**ids, "file_unique_id": f"AgADxZ7Q-{n}"}) for n, a in enumerate(recordings)]
+    processor = AnswerProcessor(wh_settings)
+    processor.open()
+    outputs = [event for answer in answers for event in processor.process(encode(answer))]
+    raw_topic = topic_name(wh_settings, Topic.RAW_ANSWERS)
+    whole = encode(answers[0])
+    broken = [whole[: whole.index(b'"file_unique_id"') + 20],  # cut off mid-record: not JSON
+              whole.replace(b'"speaking_time_s":45', b'"speaking_time_s":-1')]  # fmt: skip
+    produce(wh_settings, [*answers, *outputs], raw=[(raw_topic, b) for b in broken])
+    client = connect(wh_settings)
+    migrate(client)
+    with Ingestor(wh_settings) as ingestor:
+        ingestor.run(until_idle_s=5)
+    database = wh_settings.clickhouse_database
+    tables = [t for (t,) in client.execute("SELECT name FROM system.tables WHERE database = %(db)s", {"db": database})]
+    found: dict[str, list[str]] = {}
+    for table in tables:
+        columns = [c for (c,) in client.execute("SELECT name FROM system.columns WHERE database = %(db)s AND "
+                                                 "table = %(t)s", {"db": database, "t": table})]  # fmt: skip
+        for row in client.execute(f"SELECT * FROM `{table}`"):
+            for column, value in zip(columns, row, strict=True):
+                text = str(value)
+                if column == "payload_b64":
+                    text += base64.b64decode(value).decode(errors="replace")
+                if leaked := [str(v) for v in ids.values() if str(v) in text] + (
+                    ["file_unique_id"] * ("AgADxZ7Q" in text)
+                ):
+                    found.setdefault(f"{table}.{column}", []).extend(leaked)
+    assert found == {}, f"Telegram ids in the warehouse: {found}"
+    # The two rejections (the job) and the two broken records (ingestion) are dead letters, each with its learner.
+    letters = client.execute("SELECT stage, reason, learner_id FROM raw_dead_letters ORDER BY stage, reason")
+    assert len(letters) == 4, letters
+    assert {learner for *_, learner in letters} <= {a.learner_id for a in answers}, letters
+    counted = counts(client)
+    assert counted["raw_answers"] == 3 and counted["raw_feedback"] == 3

@@ -34,7 +34,7 @@ from clickhouse_driver import errors as ch_errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from speech_coach.contracts import ContractError, LearnerDeletionRequest, Topic, decode
+from speech_coach.contracts import ContractError, LearnerDeletionRequest, Topic, decode, without_operational_ids
 from speech_coach.kafka import consumer_config, consumer_lag, ensure_topics, topic_name
 from speech_coach.logging import get_logger
 from speech_coach.privacy import require_private_key
@@ -81,6 +81,8 @@ class IngestStats:
 
 
 def _dead_letter_row(msg: Message, exc: ContractError) -> dict[str, Any]:
+    # As every dead letter: without a raw answer's Telegram ids, and erasable with the learner it names.
+    payload, learner = without_operational_ids(msg.value() or b"")
     return {
         "source_topic": msg.topic(),
         "source_partition": msg.partition(),
@@ -89,7 +91,8 @@ def _dead_letter_row(msg: Message, exc: ContractError) -> dict[str, Any]:
         "reason": exc.reason,
         "detail": str(exc)[:4000],
         "answer_id": None,
-        "payload_b64": base64.b64encode(msg.value() or b"").decode(),
+        "learner_id": learner,
+        "payload_b64": base64.b64encode(payload).decode(),
         "failed_at": datetime.now(UTC),
         "event_id": f"ingest:{msg.topic()}:{msg.partition()}:{msg.offset()}",
     }
@@ -245,7 +248,9 @@ class Ingestor:
         self.consumer.commit(asynchronous=False)
 
     def _erased_learners(self, by_table: dict[str, list[dict[str, Any]]], deletions: list[str]) -> set[str]:
-        learners = {r["learner_id"] for t, rows in by_table.items() if t in LEARNER_TABLES for r in rows}
+        learners = {
+            r["learner_id"] for t, rows in by_table.items() if t in LEARNER_TABLES for r in rows if r.get("learner_id")
+        }  # a dead letter may name no learner
         if not learners:
             return set(deletions)
         known = self.client.execute(

@@ -222,6 +222,7 @@ LEARNER_TABLES = [
     "raw_word_counts",
     "raw_learners",
     "raw_credit_ledger_snapshots",
+    "raw_dead_letters",
 ]
 
 

@@ -17,7 +17,6 @@ span's context onwards, so the bot's delivery joins the same trace. Log lines na
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 import traceback
@@ -368,10 +367,10 @@ class AnswerProcessor:
     def _dead_letter(
         self, value: bytes, stage: str, reason: str, detail: str, *, answer_id: str | None, key: bytes | None = None
     ) -> DeadLetter:
-        return DeadLetter(
+        return DeadLetter.of_record(
+            value,
             source_topic=self.raw_topic,
             source_key=key.decode(errors="replace") if key else None,
-            payload_b64=base64.b64encode(value).decode(),
             stage=stage,
             reason=reason,
             detail=detail[:4000],

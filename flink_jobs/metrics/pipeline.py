@@ -7,7 +7,6 @@ recomputation.
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 from collections import Counter
@@ -103,9 +102,9 @@ def dead_letter(topics: Topics, data: bytes, reason: str, detail: str, part: Par
     if part is None:
         # Undecodable: name the topic from the payload when it says which event it is.
         source = topics.metrics if b"answer_metrics" in data else topics.feedback
-    event = DeadLetter(
+    event = DeadLetter.of_record(
+        data,
         source_topic=source,
-        payload_b64=base64.b64encode(data).decode(),
         stage=STAGE,
         reason=reason,
         detail=detail[:4000],

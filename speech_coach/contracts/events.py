@@ -8,8 +8,10 @@ decode to the dead-letter topic with that message as the reason.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
+import re
 import typing
 import uuid
 from datetime import UTC, datetime
@@ -447,14 +449,54 @@ class DeadLetter(_Event, topic=Topic.DEAD_LETTERS, event_type="dead_letter", key
     source_partition: int | None = Field(None, description="Its partition, when known.")
     source_offset: int | None = Field(None, description="Its offset, when known.")
     source_key: str | None = Field(None, description="Original key, decoded as UTF-8 with replacement.")
-    payload_b64: str = Field(description="Original value, base64, so undecodable bytes survive intact.")
+    payload_b64: str = Field(
+        description="Original value, base64, so undecodable bytes survive; a raw answer's Telegram ids are removed."
+    )
     stage: NonEmptyStr = Field(description="Where it failed: decode, download, transcribe, feedback, ...")
     reason: NonEmptyStr = Field(description="Machine code, e.g. contract.invalid, audio.silent.")
     detail: str = Field("", max_length=4000, description="What went wrong, for operators.")
     answer_id: str | None = Field(None, description="The answer it belongs to, when known.")
+    learner_id: str | None = Field(
+        None, max_length=512, description="The learner it is about, when known, so their erasure reaches it."
+    )
 
     def key(self) -> bytes:
         return (self.answer_id or self.source_topic).encode()
+
+    @classmethod
+    def of_record(cls, value: bytes, **fields: Any) -> DeadLetter:
+        """A dead letter for `value`: its bytes without Telegram's ids, and the learner it names, if any."""
+        payload, learner = without_operational_ids(value)
+        fields.setdefault("learner_id", learner)
+        return cls(payload_b64=base64.b64encode(payload).decode(), **fields)
+
+
+# Telegram's ids (a raw answer's `telegram` block) stay in the bot's tables: a dead letter, which reaches operators
+# and the warehouse, keeps the rest of the record.
+OPERATIONAL_KEYS = ("telegram", "update_id", "chat_id", "message_id", "file_unique_id", "telegram_user_id")
+_OPERATIONAL = re.compile(
+    rb'"telegram"\s*:\s*\{[^{}]*\}\s*,?|"(?:update_id|chat_id|message_id|file_unique_id|telegram_user_id)"'
+    rb'\s*:\s*(?:"[^"]*"|[^,}\s]*)\s*,?'
+)
+_LEARNER = re.compile(rb'"learner_id"\s*:\s*"([^"]{1,512})"')
+
+
+def without_operational_ids(value: bytes) -> tuple[bytes, str | None]:
+    """(`value` without Telegram's ids, the learner id it names): JSON objects lose those keys; other bytes (a
+    truncated or garbled record) lose anything that looks like them."""
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raw = None
+    if isinstance(raw, dict):
+        learner = raw.get("learner_id")
+        learner = learner if isinstance(learner, str) and 0 < len(learner) <= 512 else None
+        if not any(key in raw for key in OPERATIONAL_KEYS):
+            return value, learner  # nothing to remove: the bytes stay exactly as they were
+        cleaned = {k: v for k, v in raw.items() if k not in OPERATIONAL_KEYS}
+        return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False).encode(), learner
+    match = _LEARNER.search(value)
+    return _OPERATIONAL.sub(b"", value), match.group(1).decode(errors="replace") if match else None
 
 
 Event = _Event
