@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from speech_coach.contracts.topics import COMPACTED_TOPICS, Topic
 from speech_coach.settings import Settings
@@ -113,5 +114,42 @@ def consumer_lag(
             low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
             lag[(tp.topic, tp.partition)] = max(0, high - (tp.offset if tp.offset >= 0 else low))
         return lag
+    finally:
+        consumer.close()
+
+
+def read_to_end(settings: Settings, topic: Topic, timeout: float = 30.0) -> list[bytes]:
+    """Every record a topic holds now, from the beginning of each partition to its end, without joining a group:
+    for small, compacted topics read whole (the deletion requests)."""
+    consumer = kafka_consumer(settings, "speech-coach-read-to-end")
+    try:
+        name = topic_name(settings, topic)
+        metadata = consumer.list_topics(name, timeout=10).topics.get(name)
+        if metadata is None or metadata.error is not None:
+            return []
+        ends = {}
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in ends])
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            values.append(msg.value() or b"")
+            partition, offset = msg.partition(), msg.offset()
+            end = ends.get(partition) if partition is not None else None
+            if end is not None and offset is not None and offset + 1 >= end:
+                ends.pop(partition)
+        # Tansu reports a partition's end as its last batch's first offset + 1: the rest of that batch comes now.
+        while not ends and (msg := consumer.poll(0.5)) is not None:
+            if not msg.error():
+                values.append(msg.value() or b"")
+        if ends:
+            raise TimeoutError(f"{name}: partitions {sorted(ends)} not read to their end within {timeout:.0f} s")
+        return values
     finally:
         consumer.close()

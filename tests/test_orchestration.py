@@ -10,6 +10,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import frictionless
@@ -18,7 +19,7 @@ from confluent_kafka import Producer
 
 from control.stack import Stack
 from control.stack.isolated import settings_env
-from speech_coach.contracts import encode
+from speech_coach.contracts import Topic, encode
 from speech_coach.kafka import producer_config, topic_name
 from speech_coach.privacy import pseudonym
 from speech_coach.s3 import s3_client
@@ -332,3 +333,96 @@ def test_no_resource_of_the_definitions_holds_a_secret_value(tmp_path: Path) -> 
         leaked = [var for var, value in secrets.items() if value in json.dumps(shown)]
         assert not leaked, f"resource {name!r} shows the values of {leaked} in its configuration: {shown}"
     assert config["s3"]["aws_secret_access_key"] == {"env": "SC_S3__SECRET_KEY"}
+
+
+def test_an_export_rechecks_consent_and_deletion_and_releases_no_contact_details(
+    dagster_env: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marts are built while three learners consent. Then one withdraws (in PostgreSQL only) and one asks for
+    deletion (the request is on the topic, not yet ingested); the export built afterwards holds only the third,
+    whose spoken e-mail address and phone number are not released. The check reads the released file itself."""
+    import io
+
+    import psycopg
+    import pyarrow.parquet as pq
+
+    from orchestration.definitions import defs
+    from orchestration.resources import SettingsResource, s3_resource
+    from speech_coach.contracts import LearnerDeletionRequest
+    from speech_coach.db import upgrade
+    from warehouse.dbt import run_dbt
+    from warehouse.ingest import Ingestor
+
+    monkeypatch.setenv("SC_POSTGRES__URL", pg_database)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    upgrade(settings)
+    client = connect(settings)
+    migrate(client)
+    generate(client, settings, 60, seed=3, end=datetime(2026, 7, 1, tzinfo=UTC), months=1)  # dimensions
+    answer, feedback, metrics = samples()[:3]
+    when = datetime(2026, 6, 10, 9, tzinfo=UTC)
+    question = "synthetic-toefl_independent-001"
+    said = "I would call my manager at +44 20 7946 0958 or write to jane.doe@example.com before the meeting."
+    people = {name: (uuid.uuid4(), 7_100_000 + n) for n, name in enumerate(("stays", "withdraws", "erased"))}
+    events: list[Any] = []
+    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
+        for learner, telegram_id in people.values():
+            conn.execute(
+                "INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym, research_consent, onboarded) "
+                "VALUES (%s, %s, %s, %s, true, true)",
+                (learner, telegram_id, telegram_id, pseudonym(settings, telegram_id)),
+            )
+            ids = {"learner_id": str(learner), "answer_id": uuid.uuid4().hex, "question_id": question}
+            events += [
+                answer.model_copy(update=ids | {"received_at": when, "question_sent_at": when - timedelta(seconds=30)}),
+                feedback.model_copy(update=ids | {"answered_at": when, "transcript": said}),
+                metrics.model_copy(update=ids | {"answered_at": when}),
+            ]
+    producer = Producer(producer_config(settings))
+    for event in events:
+        producer.produce(topic_name(settings, event.TOPIC), key=event.key(), value=encode(event))
+    assert producer.flush(15) == 0
+    with Ingestor(settings) as ingestor:
+        ingestor.run(until_idle_s=5)
+    resources = {"settings": SettingsResource(), "s3": s3_resource(settings)}
+    assert dg.materialize([defs.get_assets_def(dg.AssetKey(["raw", "raw_learners"]))], resources=resources).success
+    built = run_dbt(settings, ["build", "--select", "+research_answers", "--exclude", "test_type:data"])
+    assert built.returncode == 0, built.stdout[-2000:]
+    marts = {p for (p,) in client.execute("SELECT DISTINCT learner_pseudonym FROM research_answers FINAL")}
+    mine = {name: pseudonym(settings, tid) for name, (_, tid) in people.items()}
+    assert set(mine.values()) <= marts
+
+    # After the build: a withdrawal and a deletion request the warehouse has not seen yet.
+    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE learners SET research_consent = false WHERE id = %s", (people["withdraws"][0],))
+        producer.produce(topic_name(settings, Topic.DELETION_REQUESTS), key=str(people["erased"][0]).encode(),
+                         value=encode(LearnerDeletionRequest(learner_id=str(people["erased"][0]))))  # fmt: skip
+        assert producer.flush(15) == 0
+        conn.execute("DELETE FROM learners WHERE id = %s", (people["erased"][0],))
+    export = [defs.get_assets_def(dg.AssetKey("research_export"))]
+    check = [c for c in defs.asset_checks if "export_has_no_personal_data" in c.node_def.name]
+    result = dg.materialize([*export, *check], resources=resources, partition_key="2026-06-01")
+    assert result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.metadata
+    s3 = s3_client(settings)
+    body = s3.get_object(Bucket=settings.s3.exports_bucket, Key="research/answers/2026-06/answers.parquet")["Body"]
+    rows = pq.read_table(io.BytesIO(body.read())).to_pylist()
+    released = {r["learner_pseudonym"] for r in rows}
+    assert mine["stays"] in released and not released & {mine["withdraws"], mine["erased"]}
+    (spoken,) = [r["transcript"] for r in rows if r["learner_pseudonym"] == mine["stays"]]
+    assert "jane.doe" not in spoken and "7946" not in spoken and "[email]" in spoken and "[phone number]" in spoken
+
+    # The check reads what is in the bucket: a release that did hold a Telegram id and an e-mail fails it.
+    import pyarrow as pa
+
+    leaked = pa.Table.from_pylist([{"learner_pseudonym": "Lx", "transcript": f"{people['stays'][1]} a@b.example"}])
+    sink = io.BytesIO()
+    pq.write_table(leaked, sink)
+    s3.put_object(
+        Bucket=settings.s3.exports_bucket, Key="research/answers/2026-05/answers.parquet", Body=sink.getvalue()
+    )
+    rechecked = dg.materialize([*export, *check], resources=resources, partition_key="2026-06-01",
+                               raise_on_error=False).get_asset_check_evaluations()  # fmt: skip
+    assert not rechecked[0].passed
+    assert rechecked[0].metadata["operational_ids"].value == 1 and rechecked[0].metadata["emails"].value == 1

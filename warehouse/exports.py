@@ -8,6 +8,8 @@ import enum
 import hashlib
 import io
 import json
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
@@ -165,15 +167,30 @@ def split_of(pseudonym: str) -> str:
     return "train" if bucket < 80 else "dev" if bucket < 90 else "test"
 
 
-def fetch_month(client: Client, month: date) -> list[dict[str, Any]]:
+# Contact details a learner may say in an answer: never released, whatever the transcript holds.
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+PHONE = re.compile(r"(?<![\w+])\+?\d(?:[\s().-]?\d){6,14}(?![\w])")
+
+
+def redact_contacts(text: str) -> str:
+    return PHONE.sub("[phone number]", EMAIL.sub("[email]", text))
+
+
+def fetch_month(client: Client, month: date, erased: Collection[str] = ()) -> list[dict[str, Any]]:
+    """The month's research answers of learners who consent now: `research_answers` is as of its last dbt build, so
+    consent is checked again against the newest learners copy, and `erased` (learner ids with a deletion request,
+    read from the deletion topic itself) are left out even before ingestion has erased them."""
     rows = client.execute(
-        f"SELECT {', '.join(SOURCE_COLUMNS)} FROM research_answers WHERE answered_month = %(month)s ORDER BY answer_id",
-        {"month": month},
+        f"SELECT {', '.join(SOURCE_COLUMNS)} FROM research_answers WHERE answered_month = %(month)s "
+        "AND learner_pseudonym IN (SELECT learner_pseudonym FROM raw_learners FINAL "
+        "WHERE research_consent = 1 AND learner_id NOT IN %(erased)s) ORDER BY answer_id",
+        {"month": month, "erased": tuple(erased) or ("",)},
     )
     out = []
     for row in rows:
         record = dict(zip(SOURCE_COLUMNS, row, strict=True))
         record["split"] = split_of(record["learner_pseudonym"])
+        record["transcript"] = redact_contacts(record["transcript"] or "")
         record["is_fallback"] = bool(record["is_fallback"]) if record["is_fallback"] is not None else None
         out.append({c: record[c] for c in COLUMNS})
     return out

@@ -51,9 +51,29 @@ def _fetch(settings: SettingsResource, sql: str) -> list[tuple]:  # type: ignore
     description="PostgreSQL learners -> ClickHouse raw_learners: id, pseudonym, research consent, language.",
 )
 def raw_learners(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    copied, consenting = copy_learners(settings)
+    context.log.info(f"{copied} learners copied, {consenting} with research consent")
+    return dg.MaterializeResult(metadata={"learners": copied, "research_consent": consenting})
+
+
+def erased_learners(settings: SettingsResource) -> set[str]:
+    """Learner ids with a deletion request, read from the compacted deletion topic itself: it holds every request
+    (the latest per learner), including those ingestion has not applied yet."""
+    from speech_coach.contracts import LearnerDeletionRequest, Topic, decode_as
+    from speech_coach.kafka import read_to_end
+
+    return {
+        decode_as(LearnerDeletionRequest, v).learner_id for v in read_to_end(settings.get(), Topic.DELETION_REQUESTS)
+    }
+
+
+def copy_learners(settings: SettingsResource) -> tuple[int, int]:
+    """Copy the operational learners into raw_learners, except any who asked for deletion: between the bot's
+    deletion request and its erasing the row, a copy would bring back what ingestion just erased."""
     from warehouse.client import insert
 
     now = datetime.now(UTC)
+    erased = erased_learners(settings)
     rows = [
         {
             "learner_id": learner_id,
@@ -64,11 +84,10 @@ def raw_learners(context: dg.AssetExecutionContext, settings: SettingsResource) 
             "updated_at": now,
         }
         for learner_id, pseudonym, consent, language, created_at in _fetch(settings, LEARNERS_SQL)
+        if learner_id not in erased
     ]
     insert(settings.clickhouse(), "raw_learners", rows)
-    consenting = sum(r["research_consent"] for r in rows)
-    context.log.info(f"{len(rows)} learners copied, {consenting} with research consent")
-    return dg.MaterializeResult(metadata={"learners": len(rows), "research_consent": consenting})
+    return len(rows), sum(r["research_consent"] for r in rows)
 
 
 @dg.asset(
