@@ -14,6 +14,7 @@ from rich.table import Table
 from control.simulator.cli import app as simulate_app
 from control.stack import Stack, StackError
 from speech_coach.settings import Settings
+from speech_coach.unreachable import ServerUnreachable
 from warehouse.cli import app as warehouse_app
 
 app = typer.Typer(help="Speech Coach platform commands.", no_args_is_help=True, add_completion=False)
@@ -35,7 +36,7 @@ STATE_STYLE = {
 }  # fmt: skip
 
 
-def _fail(exc: StackError) -> typer.Exit:
+def _fail(exc: StackError | ServerUnreachable) -> typer.Exit:
     # One line, for humans and for scripts grepping stderr.
     err_console.print(f"[bold red]error[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
@@ -48,9 +49,13 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the operational database's migrations up to head (idempotent)."""
-    from speech_coach.db import current_revision, upgrade
+    from speech_coach.db import current_revision, ping, upgrade
 
     settings = Settings()
+    try:
+        ping(settings)
+    except ServerUnreachable as exc:
+        raise _fail(exc) from exc
     upgrade(settings)
     console.print(f"Operational database at revision {current_revision(settings)}.")
 

@@ -4,7 +4,7 @@
 upgrade`). The bot's own tables arrive with the bot; the question bank is loaded here by Dagster.
 """
 
-from speech_coach.db.migrate import current_revision, sqlalchemy_url, upgrade
+from speech_coach.db.migrate import current_revision, ping, sqlalchemy_url, upgrade
 from speech_coach.db.questions import sync_questions
 
-__all__ = ["current_revision", "sqlalchemy_url", "sync_questions", "upgrade"]
+__all__ = ["current_revision", "ping", "sqlalchemy_url", "sync_questions", "upgrade"]
