@@ -41,6 +41,37 @@ def test_definitions_load() -> None:
     assert defs.resolve_sensor_def("ingestion_lag_sensor") and defs.resolve_schedule_def("hourly_ingestion")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("target", [["-m", "orchestration"], []], ids=["module-orchestration", "pyproject-entry"])
+def test_dagster_finds_the_definitions_by_its_own_conventions(target: list[str], tmp_path: Path) -> None:
+    """From the repository root, `dagster definitions validate -m orchestration` and, with no arguments (reading
+    `[tool.dagster]` in pyproject.toml, as `dagster dev` does), find the code location."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | {"DAGSTER_HOME": str(tmp_path)}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    result = subprocess.run([dagster, "definitions", "validate", *target], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_dagster_dev_reads_the_pyproject_entry() -> None:
+    """`dagster dev` with no arguments loads what `[tool.dagster]` names: the module `make run` serves."""
+    import tomllib
+
+    from dagster._core.workspace.load_target import get_target_from_toml_data
+
+    from control.stack.dagster import CODE_LOCATION
+
+    target = get_target_from_toml_data(tomllib.loads((ROOT / "pyproject.toml").read_text()))
+    assert getattr(target, "module_name", None) == CODE_LOCATION == "orchestration.definitions"
+
+
 @pytest.fixture
 def dagster_env(stack: Stack, ch_database: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Point the SC_* environment (which Dagster's resources read) at this test's database and topics."""
