@@ -13,6 +13,7 @@ from rich.table import Table
 
 from control.simulator.cli import app as simulate_app
 from control.stack import Stack, StackError
+from control.stack.view import live_startup, slowest
 from speech_coach.settings import Settings
 from speech_coach.unreachable import ServerUnreachable
 from warehouse.cli import app as warehouse_app
@@ -72,13 +73,14 @@ def run() -> None:
     settings = Settings()
     stack = Stack(settings, platform=True)
     try:
-        with console.status("starting the platform...") as status:
-            result = stack.up(progress=lambda msg: status.update(msg))
-            status.update("creating Kafka topics...")
+        with live_startup(stack, console, "Starting the platform") as progress:
+            result = stack.up(progress=progress)
+        with console.status("creating Kafka topics..."):
             created = ensure_topics(settings)
     except StackError as exc:
         raise _fail(exc) from exc
-    console.print(f"Platform ready in {result.seconds:.1f} s; {len(created)} Kafka topics created.")
+    took = f" (slowest: {slowest(result)})" if result.part_seconds else ""
+    console.print(f"Platform ready in {result.seconds:.1f} s{took}; {len(created)} Kafka topics created.")
     _print_status(stack)
     addresses = Table(title="Where things are", show_header=False)
     if settings.dagster.enabled:
@@ -113,8 +115,8 @@ def stack_up() -> None:
     """Start every local part (a no-op for parts already running) and wait until all are healthy."""
     stack = Stack(Settings())
     try:
-        with console.status("starting the local stack...") as status:
-            result = stack.up(progress=lambda msg: status.update(msg))
+        with live_startup(stack, console, "Starting the local stack") as progress:
+            result = stack.up(progress=progress)
     except StackError as exc:
         raise _fail(exc) from exc
     if not result.started:

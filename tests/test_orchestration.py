@@ -215,7 +215,7 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     platform = Stack(settings, platform=True)
     result = platform.up()
     try:
-        assert result.started == ["ingest", "dagster-ui", "dagster-daemon"]
+        assert result.started == ["ingest", "dagster-code", "dagster-ui", "dagster-daemon"]
         query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{settings.dagster.port}/graphql", data=query,
@@ -225,14 +225,25 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
             keys = {"/".join(n["assetKey"]["path"]) for n in json.loads(response.read())["data"]["assetNodes"]}
         assert {"warehouse_schema", "raw/dim_questions", "research_answers", "research_export"} <= keys
         states = {st.name: st.state for st in platform.status()}
-        assert states["dagster-ui"] == states["dagster-daemon"] == states["ingest"] == "healthy"
+        names = ("dagster-code", "dagster-ui", "dagster-daemon", "ingest")
+        assert [states[name] for name in names] == ["healthy"] * 4, states
         # Loopback only, the UI's code servers and the ingestion health server included.
         from tests.test_security import listening, not_loopback
 
         found = listening(st.pid for st in platform.status() if st.pid)
         assert len(found) >= 2 and not not_loopback(found), found
+        # The definitions load once, in the code server: the UI and the daemon start no code server of their own.
+        import psutil
+
+        def loads_code(pid: int) -> bool:
+            return any("api grpc" in " ".join(c.cmdline()) for c in psutil.Process(pid).children(recursive=True))
+
+        pids = {st.name: st.pid for st in platform.status() if st.pid}
+        assert [name for name in ("dagster-code", "dagster-ui", "dagster-daemon") if loads_code(pids[name])] == [
+            "dagster-code"
+        ]
     finally:
-        assert platform.down() == ["dagster-daemon", "dagster-ui", "ingest"]
+        assert platform.down() == ["dagster-daemon", "dagster-ui", "dagster-code", "ingest"]
 
 
 def test_learners_and_ledger_reach_clickhouse_pseudonymized(
