@@ -183,11 +183,13 @@ def _print_pipeline(settings: Settings) -> None:
 
 @stack_app.command("logs")
 def stack_logs(
-    part: Annotated[str | None, typer.Argument(help="postgres, kafka, clickhouse or s3; all if omitted")] = None,
+    part: Annotated[
+        str | None, typer.Argument(help=f"one of {', '.join(Stack.part_names())}; every part with a log if omitted")
+    ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="lines from the end of each log")] = 40,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
 ) -> None:
-    """Print the end of the servers' logs."""
+    """Print the end of the parts' logs (servers, Dagster, the Flink jobs, ingestion, the bot)."""
     stack = Stack(Settings())
     files = stack.log_files()
     if part is not None:
@@ -195,6 +197,11 @@ def stack_logs(
             err_console.print(f"[red]error[/] unknown part {part!r}; choose one of {', '.join(files)}")
             raise typer.Exit(code=2)
         files = {part: files[part]}
+    else:
+        # Parts that never ran (the bot without a token, a disabled job) have nothing to show.
+        files = {name: path for name, path in files.items() if path.exists()}
+        if not files:
+            console.print(f"No logs yet in {stack.settings.state_dir / 'logs'}.")
     offsets = {}
     for name, path in files.items():
         console.rule(f"{name}: {path}")

@@ -98,6 +98,11 @@ class Stack:
         return [self.ingest, self.dagster_code, self.dagster_ui, self.dagster_daemon, self.answer_job,
                 self.metrics_job, self.bot]  # fmt: skip
 
+    @classmethod
+    def part_names(cls) -> list[str]:
+        """The name of every part, read from the parts themselves without any settings (for help texts)."""
+        return [part.name for part in cls(Settings.model_construct()).all_parts]
+
     @property
     def all_parts(self) -> list[ManagedPart]:
         """Every part this stack can run, whether or not it runs or is enabled now (`stack logs` offers each)."""
