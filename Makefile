@@ -14,14 +14,19 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+# One line per step; the longest (uv pip sync: downloads and installs) shows uv's own progress and summary.
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	@echo "==> [1/4] $(VENV) with uv $(UV_VERSION)"
 	@# A venv without pip is one whose creation was interrupted: make it again.
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
-	$(BIN)/python -m flink_jobs.connectors fetch
+	@echo "==> [2/4] the $$(grep -c '^[A-Za-z0-9].*==' requirements.lock) pinned packages of requirements.lock (uv pip sync)"
+	@$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	@echo "==> [3/4] speech-coach itself, editable"
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@echo "==> [4/4] Flink's Kafka connector jars"
+	@$(BIN)/python -m flink_jobs.connectors fetch
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned dependencies
