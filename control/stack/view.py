@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
@@ -22,7 +22,7 @@ _MARK = {"healthy": "✓", "running": "✓", "external": "✓", "failed": "✗",
 
 
 class StartupView:
-    """A rich renderable re-read on every refresh, so the seconds tick while `Stack.up` runs in another thread."""
+    """A rich renderable drawn anew on every refresh, so the seconds tick while `Stack.up` runs in another thread."""
 
     def __init__(self, stack: Stack, what: str) -> None:
         self.stack = stack
@@ -35,23 +35,27 @@ class StartupView:
             return f"{part.seconds:.1f} s"
         return f"{now - part.since:.0f} s"
 
-    def __rich__(self) -> RenderableType:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         now = time.monotonic()
         board = list(self.stack.board.values())
         pending = [p.name for p in board if not p.done]
         ready = sum(1 for p in board if p.state in {"healthy", "running", "external"})
-        headline = Text.assemble(
+        yield Text.assemble(
             (f"{self.what}: ", "bold"),
             f"{ready} of {len(board)} ready",
             (f"; waiting for {', '.join(pending)}" if pending else "", "yellow"),
             f" ({now - self.began:.0f} s)",
         )
-        table = Table(box=None, show_header=False, padding=(0, 1), expand=False)
+        # Names, states and seconds keep their width; the detail (an address, what a check still waits for)
+        # gets what is left of the line and is cut, never wrapped.
+        name_width = max((len(p.name) for p in board), default=0)
+        detail_width = max(10, options.max_width - (1 + name_width + 9 + 6) - 2 * 4)
+        table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False, expand=False)
         table.add_column(width=1, no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(justify="right", no_wrap=True)
-        table.add_column(no_wrap=True, overflow="ellipsis", max_width=60)
+        table.add_column(width=name_width, no_wrap=True)
+        table.add_column(width=9, no_wrap=True)
+        table.add_column(width=6, justify="right", no_wrap=True)
+        table.add_column(max_width=detail_width, no_wrap=True)
         for part in board:
             style = _STYLE.get(part.state, "")
             mark: RenderableType
@@ -60,8 +64,10 @@ class StartupView:
             else:
                 mark = Text(_MARK.get(part.state, " "), style=style)
             waited = "" if part.state == "waiting" and not part.detail else self._elapsed(part, now)
-            table.add_row(mark, part.name, Text(part.state, style=style), waited, Text(part.detail, style="dim"))
-        return Group(headline, table)
+            detail = Text(part.detail, style="dim")
+            detail.truncate(detail_width, overflow="ellipsis")
+            table.add_row(mark, part.name, Text(part.state, style=style), waited, detail)
+        yield table
 
 
 @contextmanager
