@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -47,7 +48,8 @@ def simulate_cmd(
     columns = (SpinnerColumn(), TextColumn("{task.description:<23}"), BarColumn(bar_width=None),
                MofNCompleteColumn(), TimeElapsedColumn())  # fmt: skip
     total = learners * answers
-    with Progress(*columns, console=console) as progress:
+    # Bound to this stdout now: the Dagster steps run with stdout sent to their log file, the bars must not follow.
+    with Progress(*columns, console=Console(file=sys.stdout)) as progress:
         tasks = {
             "published": progress.add_task("voice answers published", total=total),
             "feedback": progress.add_task("feedback received", total=total),

@@ -9,6 +9,7 @@ loads the warehouse; then the Dagster assets copy learners, build the dbt models
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -259,13 +260,21 @@ def _materialize(instance: DagsterInstance, assets: list[Any], resources: dict[s
     # Dagster's console logger prints every event at DEBUG; the events are kept in the instance (the UI shows
     # them) and copied to the log file, so the terminal shows the simulator's own progress only.
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    result = dg.materialize(assets, instance=instance, resources=resources, run_config=quiet, raise_on_error=False,
-                            tags={"speech-coach/source": "simulate"}, **kwargs)  # fmt: skip
     with log_file.open("a") as log:
+        log.write(f"--- {what}: what the steps printed (dbt's log lines) ---\n")
+        log.flush()
+        # dagster-dbt echoes every dbt log line to sys.stdout (a run worker's compute log); in-process, that
+        # would be the terminal.
+        tags = {"speech-coach/source": "simulate"}
+        with contextlib.redirect_stdout(log):
+            result = dg.materialize(assets, instance=instance, resources=resources, run_config=quiet,
+                                    raise_on_error=False, tags=tags, **kwargs)  # fmt: skip
+        log.write(f"--- {what}: Dagster's events of run {result.run_id} ---\n")
         for entry in instance.all_logs(result.run_id):
-            level = logging.getLevelName(entry.level)
-            log.write(f"{datetime.fromtimestamp(entry.timestamp, UTC):%H:%M:%S} {level:<7} {entry.step_key or ''} "
-                      f"{entry.message or entry.dagster_event_type or ''}\n")  # fmt: skip
+            when = datetime.fromtimestamp(entry.timestamp, UTC)
+            kind = entry.dagster_event_type.value if entry.dagster_event_type else "LOG"
+            log.write(f"{when:%H:%M:%S} {logging.getLevelName(entry.level):<7} {kind} {entry.step_key or '-'} "
+                      f"{entry.message}\n")  # fmt: skip
     if not result.success:
         failures = []
         for event in result.all_events:
