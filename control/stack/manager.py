@@ -237,9 +237,15 @@ class Stack:
                     errors.append(exc)
                 failed.set()
 
-        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="stack-up") as pool:
+        pool = ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="stack-up")
+        try:
             for future in [pool.submit(bring_up, part) for part in parts]:
                 future.result()
+        except BaseException:
+            failed.set()  # Ctrl-C: the waiting threads give up within a poll, then `up` stops what started
+            raise
+        finally:
+            pool.shutdown(wait=True)
         if errors:
             raise errors[0]
 
