@@ -47,3 +47,9 @@ def test_an_unreachable_server_gives_one_line_and_a_fix(tmp_path: Path, command:
     assert "s3cret" not in line  # the address, never the credentials
     fix = line.partition(" - fix: ")[2]
     assert (setting in fix) if external else ("make run" in fix and "speech-coach stack up" in fix), line
+
+
+def test_dbt_commands_that_need_no_warehouse_run_without_one(tmp_path: Path) -> None:
+    closed = free_port_block(1)
+    result = run_cli(tmp_path, "warehouse", "dbt", "deps", env={"SC_CLICKHOUSE__TCP_PORT": str(closed)})
+    assert result.returncode == 0 and "Running with dbt" in result.stdout, result.stdout + result.stderr

@@ -14,6 +14,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+# dbt commands that need no warehouse connection: no reachability check for these.
+_OFFLINE_DBT = {"parse", "ls", "list", "deps", "clean", "init", "--version", "--help", "-h"}
+
+
 def _reachable(settings: Settings) -> None:
     """Exit with one line naming the server and the fix when ClickHouse does not answer (not a traceback)."""
     from warehouse.client import ping
@@ -69,8 +73,10 @@ def dbt_cmd(ctx: typer.Context) -> None:
     from warehouse.dbt import run_dbt
 
     settings = Settings()
-    _reachable(settings)
-    result = run_dbt(settings, ctx.args or ["build"])
+    args = ctx.args or ["build"]
+    if args[0] not in _OFFLINE_DBT:
+        _reachable(settings)
+    result = run_dbt(settings, args)
     console.print(result.stdout, markup=False, highlight=False)
     if result.returncode:
         console.print(result.stderr, markup=False, highlight=False)
