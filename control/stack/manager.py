@@ -162,9 +162,9 @@ class Stack:
             return []
         storage = [self.postgres] if self.settings.dagster.postgres_url else []  # Dagster's run storage
         if part in (self.dagster_code, self.dagster_ui):
-            # Loading the definitions (and a first `dbt parse`) needs no server. The UI takes about as long to
-            # import and then connects to the code server (Dagster reconnects to one that comes up late), so both
-            # start at once; the UI counts as healthy only once it shows the code location.
+            # Loading the definitions (and a `dbt parse` if the models changed) needs no server. The UI takes
+            # about as long to import and then connects to the code server (Dagster reconnects to one that comes
+            # up late), so both start at once; the UI counts as healthy only once it shows the code location.
             return storage
         if part is self.dagster_daemon:
             return [*storage, *self.servers]  # its sensors read Kafka from their first tick
