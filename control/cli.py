@@ -43,6 +43,12 @@ def _fail(exc: StackError | ServerUnreachable) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _interrupted() -> typer.Exit:
+    # `up` has already stopped what it started when the interrupt reached it.
+    err_console.print("interrupted: the parts this start had started are stopped again", highlight=False)
+    return typer.Exit(code=130)
+
+
 db_app = typer.Typer(help="The operational PostgreSQL database (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -79,6 +85,8 @@ def run() -> None:
             created = ensure_topics(settings)
     except StackError as exc:
         raise _fail(exc) from exc
+    except KeyboardInterrupt as exc:
+        raise _interrupted() from exc
     took = f" (slowest: {slowest(result)})" if result.part_seconds else ""
     console.print(f"Platform ready in {result.seconds:.1f} s{took}; {len(created)} Kafka topics created.")
     _print_status(stack)
@@ -119,6 +127,8 @@ def stack_up() -> None:
             result = stack.up(progress=progress)
     except StackError as exc:
         raise _fail(exc) from exc
+    except KeyboardInterrupt as exc:
+        raise _interrupted() from exc
     if not result.started:
         console.print("The stack is already up; nothing was started.")
     else:

@@ -85,3 +85,31 @@ def test_server_that_fails_to_start_is_reported_and_nothing_is_left(tmp_path: Pa
     # What that `up` had started (S3, the broker, ClickHouse) was stopped again.
     assert processes_under(settings.state_dir) == []
     assert "stopped" in cli(settings, "stack", "status").stdout
+
+
+def test_an_interrupted_up_stops_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C while parts start side by side: the parts still waiting give up, what had started is stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import settings_env
+
+    settings = make_settings(tmp_path / "state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | settings_env(settings)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control.cli", "stack", "up"], env=env | {"COLUMNS": "200"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (settings.state_dir / "run" / "s3.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # S3 is starting; the broker waits for it
+    os.kill(proc.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert error_line(stderr).startswith("interrupted:") and "Traceback" not in stderr
+    assert time.monotonic() - interrupted < 45  # SeaweedFS' graceful stop, not a start timeout
+    assert processes_under(settings.state_dir) == []
