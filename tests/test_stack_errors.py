@@ -113,3 +113,26 @@ def test_an_interrupted_up_stops_at_once_and_leaves_nothing(tmp_path: Path) -> N
     assert error_line(stderr).startswith("interrupted:") and "Traceback" not in stderr
     assert time.monotonic() - interrupted < 45  # SeaweedFS' graceful stop, not a start timeout
     assert processes_under(settings.state_dir) == []
+
+
+def test_definitions_that_fail_to_load_fail_the_code_server_at_once(tmp_path: Path) -> None:
+    """A broken code location is reported with its error as soon as the code server logs it, not after a timeout."""
+    import time
+
+    from control.stack import StackError
+    from control.stack.dagster import DagsterCodeServerPart
+
+    class BrokenLocation(DagsterCodeServerPart):
+        def command(self) -> list[str]:
+            return [*super().command()[:3], "-m", "no_such_module_anywhere", *super().command()[5:]]
+
+    part = BrokenLocation(make_settings(tmp_path / "state"))
+    part.spawn()
+    began = time.monotonic()
+    try:
+        with pytest.raises(StackError) as failed:
+            part.wait_healthy(120)
+    finally:
+        part.stop()
+    assert "failed to load" in str(failed.value) and "no_such_module_anywhere" in str(failed.value)
+    assert time.monotonic() - began < 90

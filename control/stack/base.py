@@ -283,6 +283,14 @@ class ManagedPart(ABC):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=1)
 
+    def latest_log(self) -> str:
+        """The log of the latest start only (the file keeps earlier starts), or "" if there is none yet."""
+        try:
+            log = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return log.rpartition(f"--- starting {self.name} at")[2]
+
     def last_log_line(self) -> str:
         try:
             lines = [ln.strip() for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()]

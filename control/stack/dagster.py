@@ -113,15 +113,8 @@ class DagsterCodeServerPart(_DagsterPart):
         super().prepare()
         self.socket.unlink(missing_ok=True)  # a stale socket of a killed server would refuse the bind
 
-    def _latest_log(self) -> str:
-        try:
-            log = self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
-        return log.rpartition(f"--- starting {self.name} at")[2]
-
     def failure(self) -> str | None:
-        log = self._latest_log()
+        log = self.latest_log()
         if self.load_error_marker not in log:
             return None
         # The last line of the traceback names the error, e.g. "SyntaxError: ..." or "DagsterImportError: ...".
@@ -131,7 +124,7 @@ class DagsterCodeServerPart(_DagsterPart):
     def check(self) -> str | None:
         if (failed := self.failure()) is not None:
             return failed
-        if self.started_marker not in self._latest_log():
+        if self.started_marker not in self.latest_log():
             return "loading the definitions"
         return None if self.socket.exists() else f"no socket at {self.socket}"
 
