@@ -14,14 +14,22 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+# One line per step; the longest (uv pip sync: downloads and installs) shows uv's own progress and summary. The
+# dbt manifest is built here, as Dagster advises doing at build time, not by the first `make run`.
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	@echo "==> [1/5] $(VENV) with uv $(UV_VERSION)"
 	@# A venv without pip is one whose creation was interrupted: make it again.
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
-	$(BIN)/python -m flink_jobs.connectors fetch
+	@echo "==> [2/5] the $$(grep -c '^[A-Za-z0-9].*==' requirements.lock) pinned packages of requirements.lock (uv pip sync)"
+	@$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	@echo "==> [3/5] speech-coach itself, editable"
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@echo "==> [4/5] Flink's Kafka connector jars"
+	@$(BIN)/python -m flink_jobs.connectors fetch
+	@echo "==> [5/5] the dbt manifest Dagster loads (dbt parse, when the models changed)"
+	@$(BIN)/python -c 'from warehouse.dbt import ensure_manifest; print(ensure_manifest())'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned dependencies

@@ -14,7 +14,9 @@ from rich.table import Table
 from control.simulator.cli import app as simulate_app
 from control.stack import Stack, StackError
 from control.stack.isolated import local_settings
+from control.stack.view import live_startup, slowest
 from speech_coach.settings import Settings
+from speech_coach.unreachable import ServerUnreachable
 from warehouse.cli import app as warehouse_app
 
 app = typer.Typer(help="Speech Coach platform commands.", no_args_is_help=True, add_completion=False)
@@ -36,10 +38,16 @@ STATE_STYLE = {
 }  # fmt: skip
 
 
-def _fail(exc: StackError) -> typer.Exit:
+def _fail(exc: StackError | ServerUnreachable) -> typer.Exit:
     # One line, for humans and for scripts grepping stderr.
     err_console.print(f"[bold red]error[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def _interrupted() -> typer.Exit:
+    # `up` has already stopped what it started when the interrupt reached it.
+    err_console.print("interrupted: the parts this start had started are stopped again", highlight=False)
+    return typer.Exit(code=130)
 
 
 db_app = typer.Typer(help="The operational PostgreSQL database (Alembic migrations).", no_args_is_help=True)
@@ -49,9 +57,13 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the operational database's migrations up to head (idempotent)."""
-    from speech_coach.db import current_revision, upgrade
+    from speech_coach.db import current_revision, ping, upgrade
 
     settings = Settings()
+    try:
+        ping(settings)
+    except ServerUnreachable as exc:
+        raise _fail(exc) from exc
     upgrade(settings)
     console.print(f"Operational database at revision {current_revision(settings)}.")
 
@@ -82,13 +94,16 @@ def run() -> None:
     settings = local_settings()
     stack = Stack(settings, platform=True)
     try:
-        with console.status("starting the platform...") as status:
-            result = stack.up(progress=lambda msg: status.update(msg))
-            status.update("creating Kafka topics...")
+        with live_startup(stack, console, "Starting the platform") as progress:
+            result = stack.up(progress=progress)
+        with console.status("creating Kafka topics..."):
             created = ensure_topics(settings)
     except StackError as exc:
         raise _fail(exc) from exc
-    console.print(f"Platform ready in {result.seconds:.1f} s; {len(created)} Kafka topics created.")
+    except KeyboardInterrupt as exc:
+        raise _interrupted() from exc
+    took = f" (slowest: {slowest(result)})" if result.part_seconds else ""
+    console.print(f"Platform ready in {result.seconds:.1f} s{took}; {len(created)} Kafka topics created.")
     _print_status(stack)
     addresses = Table(title="Where things are", show_header=False)
     if settings.dagster.enabled:
@@ -123,10 +138,12 @@ def stack_up() -> None:
     """Start every local part (a no-op for parts already running) and wait until all are healthy."""
     stack = Stack(Settings())
     try:
-        with console.status("starting the local stack...") as status:
-            result = stack.up(progress=lambda msg: status.update(msg))
+        with live_startup(stack, console, "Starting the local stack") as progress:
+            result = stack.up(progress=progress)
     except StackError as exc:
         raise _fail(exc) from exc
+    except KeyboardInterrupt as exc:
+        raise _interrupted() from exc
     if not result.started:
         console.print("The stack is already up; nothing was started.")
     else:
@@ -191,11 +208,13 @@ def _print_pipeline(settings: Settings) -> None:
 
 @stack_app.command("logs")
 def stack_logs(
-    part: Annotated[str | None, typer.Argument(help="postgres, kafka, clickhouse or s3; all if omitted")] = None,
+    part: Annotated[
+        str | None, typer.Argument(help=f"one of {', '.join(Stack.part_names())}; every part with a log if omitted")
+    ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="lines from the end of each log")] = 40,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
 ) -> None:
-    """Print the end of the servers' logs."""
+    """Print the end of the parts' logs (servers, Dagster, the Flink jobs, ingestion, the bot)."""
     stack = Stack(Settings())
     files = stack.log_files()
     if part is not None:
@@ -203,6 +222,11 @@ def stack_logs(
             err_console.print(f"[red]error[/] unknown part {part!r}; choose one of {', '.join(files)}")
             raise typer.Exit(code=2)
         files = {part: files[part]}
+    else:
+        # Parts that never ran (the bot without a token, a disabled job) have nothing to show.
+        files = {name: path for name, path in files.items() if path.exists()}
+        if not files:
+            console.print(f"No logs yet in {stack.settings.state_dir / 'logs'}.")
     offsets = {}
     for name, path in files.items():
         console.rule(f"{name}: {path}")

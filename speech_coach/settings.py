@@ -30,7 +30,11 @@ def _check_port(value: int) -> int:
 class StackSettings(BaseModel):
     state_dir: Path = Field(Path(".local"), description="All local-stack data, logs and pid files live here.")
     host: str = Field("127.0.0.1", description="Loopback address the local servers bind to.")
-    start_timeout_s: float = Field(45.0, description="How long `stack up` waits for each part to be healthy.")
+    start_timeout_s: float = Field(
+        120.0,
+        description="How long `stack up` waits for each part to be healthy (they start side by side and share "
+        "the CPU: on two busy cores, loading the Dagster definitions alone can take a minute).",
+    )
 
     @field_validator("host")
     @classmethod

@@ -107,3 +107,48 @@ def test_researchers_query_the_parquet_export_with_duckdb(stack: Stack, ch_datab
     )
     assert [r[:2] for r in result] == [tuple(r[:2]) for r in expected]
     assert all(abs(a[2] - b[2]) < 1e-3 for a, b in zip(result, expected, strict=True))
+
+
+def test_the_dagster_manifest_is_parsed_once_and_only_when_the_project_changed(tmp_path, monkeypatch) -> None:
+    """`make install` and every process loading the definitions call `ensure_manifest`: concurrent callers wait
+    for one `dbt parse`, and what dbt writes itself (a build's compiled SQL, logs) does not make it stale."""
+    import os
+    import subprocess
+    import threading
+    import time
+
+    from warehouse import dbt
+
+    project = tmp_path / "dbt"
+    model = project / "models" / "m.sql"
+    model.parent.mkdir(parents=True)
+    model.write_text("select 1")
+    monkeypatch.setattr(dbt, "PROJECT_DIR", project)
+    monkeypatch.setattr(dbt, "MANIFEST_DIR", project / "target" / "dagster")
+    parses: list[list[str]] = []
+
+    def fake_dbt(_settings: Settings, args: list[str], *, target_dir, database=None):  # type: ignore[no-untyped-def]
+        parses.append(args)
+        time.sleep(0.5)  # long enough for the other callers to arrive while it runs
+        (target_dir / "manifest.json").write_text("{}")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(dbt, "run_dbt", fake_dbt)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    callers = [threading.Thread(target=dbt.ensure_manifest, args=(settings,)) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert parses == [["parse"]]
+
+    later = time.time() + 10
+    for generated in (project / "target" / "run" / "m.sql", project / "logs" / "dbt.yml"):
+        generated.parent.mkdir(parents=True, exist_ok=True)
+        generated.write_text("-- written by dbt")
+        os.utime(generated, (later, later))
+    dbt.ensure_manifest(settings)
+    assert len(parses) == 1
+    os.utime(model, (later, later))
+    dbt.ensure_manifest(settings)
+    assert len(parses) == 2

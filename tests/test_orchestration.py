@@ -46,6 +46,37 @@ def test_definitions_load() -> None:
     assert defs.resolve_sensor_def("ingestion_lag_sensor") and defs.resolve_schedule_def("hourly_ingestion")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("target", [["-m", "orchestration"], []], ids=["module-orchestration", "pyproject-entry"])
+def test_dagster_finds_the_definitions_by_its_own_conventions(target: list[str], tmp_path: Path) -> None:
+    """From the repository root, `dagster definitions validate -m orchestration` and, with no arguments (reading
+    `[tool.dagster]` in pyproject.toml, as `dagster dev` does), find the code location."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | {"DAGSTER_HOME": str(tmp_path)}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    result = subprocess.run([dagster, "definitions", "validate", *target], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_dagster_dev_reads_the_pyproject_entry() -> None:
+    """`dagster dev` with no arguments loads what `[tool.dagster]` names: the module `make run` serves."""
+    import tomllib
+
+    from dagster._core.workspace.load_target import get_target_from_toml_data
+
+    from control.stack.dagster import CODE_LOCATION
+
+    target = get_target_from_toml_data(tomllib.loads((ROOT / "pyproject.toml").read_text()))
+    assert getattr(target, "module_name", None) == CODE_LOCATION == "orchestration.definitions"
+
+
 @pytest.fixture
 def dagster_env(stack: Stack, ch_database: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Point the SC_* environment (which Dagster's resources read) at this test's database and topics."""
@@ -189,7 +220,7 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
     platform = Stack(settings, platform=True)
     result = platform.up()
     try:
-        assert result.started == ["ingest", "dagster-ui", "dagster-daemon"]
+        assert result.started == ["ingest", "dagster-code", "dagster-ui", "dagster-daemon"]
         query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{settings.dagster.port}/graphql", data=query,
@@ -199,14 +230,25 @@ def test_make_run_starts_dagster_ui_and_daemon(stack: Stack, tmp_path: Path) -> 
             keys = {"/".join(n["assetKey"]["path"]) for n in json.loads(response.read())["data"]["assetNodes"]}
         assert {"warehouse_schema", "raw/dim_questions", "research_answers", "research_export"} <= keys
         states = {st.name: st.state for st in platform.status()}
-        assert states["dagster-ui"] == states["dagster-daemon"] == states["ingest"] == "healthy"
+        names = ("dagster-code", "dagster-ui", "dagster-daemon", "ingest")
+        assert [states[name] for name in names] == ["healthy"] * 4, states
         # Loopback only, the UI's code servers and the ingestion health server included.
         from tests.test_security import listening, not_loopback
 
         found = listening(st.pid for st in platform.status() if st.pid)
         assert len(found) >= 2 and not not_loopback(found), found
+        # The definitions load once, in the code server: the UI and the daemon start no code server of their own.
+        import psutil
+
+        def loads_code(pid: int) -> bool:
+            return any("api grpc" in " ".join(c.cmdline()) for c in psutil.Process(pid).children(recursive=True))
+
+        pids = {st.name: st.pid for st in platform.status() if st.pid}
+        assert [name for name in ("dagster-code", "dagster-ui", "dagster-daemon") if loads_code(pids[name])] == [
+            "dagster-code"
+        ]
     finally:
-        assert platform.down() == ["dagster-daemon", "dagster-ui", "ingest"]
+        assert platform.down() == ["dagster-daemon", "dagster-ui", "dagster-code", "ingest"]
 
 
 def test_learners_and_ledger_reach_clickhouse_pseudonymized(

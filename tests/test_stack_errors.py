@@ -85,3 +85,54 @@ def test_server_that_fails_to_start_is_reported_and_nothing_is_left(tmp_path: Pa
     # What that `up` had started (S3, the broker, ClickHouse) was stopped again.
     assert processes_under(settings.state_dir) == []
     assert "stopped" in cli(settings, "stack", "status").stdout
+
+
+def test_an_interrupted_up_stops_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C while parts start side by side: the parts still waiting give up, what had started is stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import settings_env
+
+    settings = make_settings(tmp_path / "state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")} | settings_env(settings)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control.cli", "stack", "up"], env=env | {"COLUMNS": "200"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (settings.state_dir / "run" / "s3.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # S3 is starting; the broker waits for it
+    os.kill(proc.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert error_line(stderr).startswith("interrupted:") and "Traceback" not in stderr
+    assert time.monotonic() - interrupted < 45  # SeaweedFS' graceful stop, not a start timeout
+    assert processes_under(settings.state_dir) == []
+
+
+def test_definitions_that_fail_to_load_fail_the_code_server_at_once(tmp_path: Path) -> None:
+    """A broken code location is reported with its error as soon as the code server logs it, not after a timeout."""
+    import time
+
+    from control.stack import StackError
+    from control.stack.dagster import DagsterCodeServerPart
+
+    class BrokenLocation(DagsterCodeServerPart):
+        def command(self) -> list[str]:
+            return [*super().command()[:3], "-m", "no_such_module_anywhere", *super().command()[5:]]
+
+    part = BrokenLocation(make_settings(tmp_path / "state"))
+    part.spawn()
+    began = time.monotonic()
+    try:
+        with pytest.raises(StackError) as failed:
+            part.wait_healthy(120)
+    finally:
+        part.stop()
+    assert "failed to load" in str(failed.value) and "no_such_module_anywhere" in str(failed.value)
+    assert time.monotonic() - began < 90

@@ -125,3 +125,19 @@ def test_a_private_stack_wants_no_port_of_the_default_platform(tmp_path: Path) -
     assert clashes == {}, f"a private stack wants ports the default platform holds: {clashes}"
     mine = [p for used in private.values() for p in used]
     assert len(mine) == len(set(mine)), f"a private stack uses one port twice: {private}"
+
+
+def test_stack_logs_help_lists_every_part(tmp_path: Path) -> None:
+    """`stack logs --help` names every part the stack can run, read from the parts, not from a typed list."""
+    from control.stack import Stack
+
+    settings = make_settings(tmp_path / "state")
+    stack = Stack(settings, platform=True)
+    names = [p.name for p in [*stack.servers, *stack.stoppable_platform_parts]]
+    assert {"s3", "kafka", "postgres", "clickhouse", "ingest", "dagster-ui", "dagster-daemon", "answer-job",
+            "metrics-job", "bot"} <= set(names)  # fmt: skip
+    result = cli(settings, "stack", "logs", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(ln.strip(" │") for ln in result.stdout.splitlines())  # rejoin the wrapped help text
+    listed = text.partition("one of ")[2].partition(";")[0]
+    assert [n.strip() for n in listed.split(",")] == names, text

@@ -7,10 +7,26 @@ from rich.console import Console
 from rich.table import Table
 
 from speech_coach.settings import Settings
+from speech_coach.unreachable import ServerUnreachable
 
 app = typer.Typer(help="The ClickHouse warehouse: migrations and ingestion from Kafka.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
+
+
+# dbt commands that need no warehouse connection: no reachability check for these.
+_OFFLINE_DBT = {"parse", "ls", "list", "deps", "clean", "init", "--version", "--help", "-h"}
+
+
+def _reachable(settings: Settings) -> None:
+    """Exit with one line naming the server and the fix when ClickHouse does not answer (not a traceback)."""
+    from warehouse.client import ping
+
+    try:
+        ping(settings)
+    except ServerUnreachable as exc:
+        err_console.print(f"[bold red]error[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("migrate")
@@ -19,8 +35,10 @@ def migrate_cmd() -> None:
     from warehouse.client import connect
     from warehouse.migrate import MigrationError, migrate
 
+    settings = Settings()
+    _reachable(settings)
     try:
-        ran = migrate(connect(Settings()))
+        ran = migrate(connect(settings))
     except MigrationError as exc:
         console.print(f"[red]error[/] {exc}")
         raise typer.Exit(1) from exc
@@ -68,7 +86,11 @@ def dbt_cmd(ctx: typer.Context) -> None:
     """Run dbt on the configured warehouse, e.g. `speech-coach warehouse dbt build`."""
     from warehouse.dbt import run_dbt
 
-    result = run_dbt(Settings(), ctx.args or ["build"])
+    settings = Settings()
+    args = ctx.args or ["build"]
+    if args[0] not in _OFFLINE_DBT:
+        _reachable(settings)
+    result = run_dbt(settings, args)
     console.print(result.stdout, markup=False, highlight=False)
     if result.returncode:
         console.print(result.stderr, markup=False, highlight=False)

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import NetworkError, SocketTimeoutError
 
 from speech_coach.settings import Settings
+from speech_coach.unreachable import ServerUnreachable
 
 # The driver logs a full traceback for every refused connection; health checks expect refusals.
 logging.getLogger("clickhouse_driver.connection").setLevel(logging.CRITICAL)
@@ -28,6 +30,20 @@ def clickhouse_client(url: str, *, connect_timeout: float = 5, database: str | N
     if database is not None:
         client.connection.database = database
     return client
+
+
+def ping(settings: Settings) -> None:
+    """Return once the warehouse server answers; raise ServerUnreachable (one line with the fix) if not."""
+    client = clickhouse_client(settings.clickhouse_url, database="default")
+    try:
+        client.execute("SELECT 1")
+    except (NetworkError, SocketTimeoutError, EOFError, OSError) as exc:
+        cause = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+        raise ServerUnreachable(
+            "clickhouse", settings.clickhouse_url, "SC_CLICKHOUSE__URL", cause, external=bool(settings.clickhouse.url)
+        ) from exc
+    finally:
+        client.disconnect()
 
 
 def connect(settings: Settings, database: str | None = None) -> Client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -13,6 +14,10 @@ from speech_coach.settings import Settings
 
 # Package data: the repository's dbt/ (through the symlink warehouse/dbt_project), or the wheel's copy.
 PROJECT_DIR = data_dir("warehouse", "dbt_project")
+# The manifest Dagster builds its assets from (dagster-dbt reads it when the definitions load).
+MANIFEST_DIR = PROJECT_DIR / "target" / "dagster"
+# What dbt writes itself; newer files there do not make the manifest stale.
+_GENERATED = {"target", "logs", "dbt_packages"}
 
 
 def dbt_env(settings: Settings, database: str | None = None) -> dict[str, str]:
@@ -40,3 +45,28 @@ def run_dbt(
          "--profiles-dir", str(PROJECT_DIR), *extra],
         env=env, cwd=PROJECT_DIR, capture_output=True, text=True, check=False,
     )  # fmt: skip
+
+
+def ensure_manifest(settings: Settings | None = None) -> Path:
+    """`dbt parse` into MANIFEST_DIR when the manifest is missing or older than the project's files (no database
+    needed); `make install` runs it once so the first `make run` does not. Processes loading the definitions at
+    the same time (code server, tests, the simulator) wait for one parse instead of writing the same files."""
+    manifest = MANIFEST_DIR / "manifest.json"
+
+    def stale() -> bool:
+        sources = [
+            p for p in PROJECT_DIR.rglob("*")
+            if p.suffix in {".sql", ".yml"} and _GENERATED.isdisjoint(p.relative_to(PROJECT_DIR).parts[:1])
+        ]  # fmt: skip
+        return not manifest.exists() or manifest.stat().st_mtime < max(p.stat().st_mtime for p in sources)
+
+    if not stale():
+        return manifest
+    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+    with (MANIFEST_DIR / ".parse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stale():  # another process may have parsed while this one waited
+            result = run_dbt(settings or Settings(), ["parse"], target_dir=MANIFEST_DIR)
+            if result.returncode != 0:
+                raise RuntimeError(f"dbt parse failed:\n{result.stdout[-3000:]}")
+    return manifest

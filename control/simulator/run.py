@@ -9,7 +9,9 @@ loads the warehouse; then the Dagster assets copy learners, build the dbt models
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import random
 import time
@@ -19,11 +21,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from speech_coach.contracts import FeedbackResult, RawVoiceAnswer, Topic, decode_as, encode
 from speech_coach.contracts.events import AudioObject, TelegramRef
 from speech_coach.questions import Question, load_bank
 from speech_coach.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 # Negative ids: Telegram never assigns them, so simulated learners can never meet a real account.
 SIMULATED_USER_BASE = -7_000_000_000
@@ -50,6 +56,8 @@ class Simulation:
     export_prefix: str = ""
     files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    dagster_runs: list[str] = field(default_factory=list)  # on the stack's Dagster instance: the UI lists them
+    dagster_log: Path | None = None
 
 
 @contextmanager
@@ -240,29 +248,74 @@ def _await_warehouse(settings: Settings, answer_ids: list[str], timeout_s: float
                 ingestor.run(until_idle_s=3, max_seconds=60)
 
 
-def _build_and_export(settings: Settings, month: date) -> tuple[int, str]:
-    """The Dagster assets, in-process: learners copy, dbt models, then this month's research export."""
+class SimulationError(RuntimeError):
+    """A step of the simulation failed; the message says which, why, and where the full log is."""
+
+
+def _materialize(instance: DagsterInstance, assets: list[Any], resources: dict[str, Any], what: str,
+                 log_file: Path, **kwargs: Any) -> str:  # fmt: skip
+    """One in-process run on the stack's Dagster instance; its log goes to `log_file`, not the terminal. Returns
+    the run id; a failed run raises with the failed steps' messages."""
     import dagster as dg
 
+    # Dagster's console logger prints every event at DEBUG; the events are kept in the instance (the UI shows
+    # them) and copied to the log file, so the terminal shows the simulator's own progress only.
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    with log_file.open("a") as log:
+        log.write(f"--- {what}: what the steps printed (dbt's log lines) ---\n")
+        log.flush()
+        # dagster-dbt echoes every dbt log line to sys.stdout (a run worker's compute log); in-process, that
+        # would be the terminal.
+        tags = {"speech-coach/source": "simulate"}
+        with contextlib.redirect_stdout(log):
+            result = dg.materialize(assets, instance=instance, resources=resources, run_config=quiet,
+                                    raise_on_error=False, tags=tags, **kwargs)  # fmt: skip
+        log.write(f"--- {what}: Dagster's events of run {result.run_id} ---\n")
+        for entry in instance.all_logs(result.run_id):
+            when = datetime.fromtimestamp(entry.timestamp, UTC)
+            kind = entry.dagster_event_type.value if entry.dagster_event_type else "LOG"
+            log.write(f"{when:%H:%M:%S} {logging.getLevelName(entry.level):<7} {kind} {entry.step_key or '-'} "
+                      f"{entry.message}\n")  # fmt: skip
+    if not result.success:
+        failures = []
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data.error is not None:
+                lines = [ln.strip() for ln in event.step_failure_data.error.message.splitlines() if ln.strip()]
+                first = lines[0] if lines else ""
+                failures.append(f"{event.step_key}: {first[:300] or 'failed'}")
+        raise SimulationError(
+            f"{what} failed ({'; '.join(failures) or 'see the log'}); run {result.run_id}, log {log_file}"
+        )
+    return result.run_id
+
+
+def _build_and_export(settings: Settings, month: date, log_file: Path) -> tuple[int, str, list[str]]:
+    """The Dagster assets, in-process but on the stack's Dagster instance (the same DAGSTER_HOME as `make run`'s
+    UI and daemon, so the UI shows these runs and materializations): learners copy, dbt models, then this month's
+    research export. Returns the number of dbt models, the export's location and the run ids."""
+    import dagster as dg
+
+    from control.stack.dagster import prepared_home
     from orchestration.definitions import defs
     from orchestration.domains.dbt import dbt_models
     from orchestration.domains.learners import raw_credit_ledger_snapshots, raw_learners
     from orchestration.domains.question_bank import question_bank_dim
     from orchestration.domains.warehouse import warehouse_schema
+    from orchestration.resources import s3_resource
 
     # Ingestion is the running service's job; the rest of the graph is what a data scientist would materialize.
     selected = [warehouse_schema, question_bank_dim, raw_learners, raw_credit_ledger_snapshots, dbt_models]
-    from orchestration.resources import s3_resource
-
     # The code location builds its S3 resource from the environment at import; this run's settings may differ.
     resources = defs.resources | {"s3": s3_resource(settings)}
-    with _settings_in_environment(settings):
-        if not dg.materialize(selected, resources=resources).success:
-            raise RuntimeError("building the warehouse models failed; see the Dagster output above")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text("")
+    runs = []
+    with _settings_in_environment(settings), dg.DagsterInstance.from_config(str(prepared_home(settings))) as instance:
+        runs.append(_materialize(instance, selected, resources, "building the warehouse models", log_file))
         export = [defs.get_assets_def(dg.AssetKey("research_export"))]
-        if not dg.materialize(export, resources=resources, partition_key=month.replace(day=1).isoformat()).success:
-            raise RuntimeError("the research export failed; see the Dagster output above")
-    return len(dbt_models.keys), f"s3://{settings.s3.exports_bucket}/research/answers/{month:%Y-%m}/"
+        runs.append(_materialize(instance, export, resources, "the research export", log_file,
+                                 partition_key=month.replace(day=1).isoformat()))  # fmt: skip
+    return len(dbt_models.keys), f"s3://{settings.s3.exports_bucket}/research/answers/{month:%Y-%m}/", runs
 
 
 def simulate(
@@ -293,7 +346,10 @@ def simulate(
     sim.seconds["warehouse"] = time.monotonic() - began
     if build_models:
         step("models and export", 0, 1)
-        sim.dbt_models, sim.export_prefix = _build_and_export(settings, datetime.now(UTC).date())
+        sim.dagster_log = settings.state_dir / "logs" / "simulate-dagster.log"
+        sim.dbt_models, sim.export_prefix, sim.dagster_runs = _build_and_export(
+            settings, datetime.now(UTC).date(), sim.dagster_log
+        )
         step("models and export", 1, 1)
         sim.seconds["models_and_export"] = time.monotonic() - began
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,10 @@ class StackError(RuntimeError):
     def __init__(self, part: str, cause: str, log: Path | str | None, fix: str) -> None:
         self.part, self.cause, self.log, self.fix = part, cause, log, fix
         super().__init__(f"{part}: {cause} (log: {log or 'none'}) - fix: {fix}")
+
+
+class StartAborted(RuntimeError):
+    """A part's start was given up because another part failed; that part's error is the one to report."""
 
 
 @dataclass
@@ -125,6 +131,10 @@ class ManagedPart(ABC):
     @abstractmethod
     def check(self) -> str | None:
         """None when the server answers a real request, else why not."""
+
+    def failure(self) -> str | None:
+        """Why the running process will never become healthy (its log says so), else None: stop waiting then."""
+        return None
 
     def external_fix(self) -> str:
         return f"check {self.external_setting} and the server, or unset it to run {self.name} locally"
@@ -234,10 +244,15 @@ class ManagedPart(ABC):
     def port_setting_hint(self) -> str:
         return " / ".join(self.port_settings)
 
-    def wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(
+        self, timeout: float, *, abort: threading.Event | None = None, waiting: Callable[[str], None] | None = None
+    ) -> None:
+        """Until `check` passes; `waiting` hears each reason it did not yet, `abort` ends the wait early."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
+            if abort is not None and abort.is_set():
+                raise StartAborted(self.name)
             if self.running() is None:
                 self._reap()
                 raise StackError(
@@ -246,9 +261,13 @@ class ManagedPart(ABC):
                     self.log_file,
                     "read the log; a corrupt data dir can be moved aside (its data is then lost)",
                 )
+            if (failed := self.failure()) is not None:
+                raise StackError(self.name, failed, self.log_file, "read the log, fix the cause and start again")
             reason = self.check()
             if reason is None:
                 return
+            if waiting is not None and reason != last:
+                waiting(reason)
             last = reason
             time.sleep(0.25)
         raise StackError(
@@ -263,6 +282,14 @@ class ManagedPart(ABC):
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=1)
+
+    def latest_log(self) -> str:
+        """The log of the latest start only (the file keeps earlier starts), or "" if there is none yet."""
+        try:
+            log = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return log.rpartition(f"--- starting {self.name} at")[2]
 
     def last_log_line(self) -> str:
         try:

@@ -39,12 +39,7 @@ class FlinkJobPart(ServicePart):
         return ManagedPart.env(self) | settings_env(self.settings)
 
     def check(self) -> str | None:
-        try:
-            log = self.log_file.read_text(errors="replace")
-        except OSError:
-            return "no log yet"
-        latest = log.rpartition(f"--- starting {self.name} at")[2]
-        return None if self.ready_marker in latest else "job not submitted yet"
+        return None if self.ready_marker in self.latest_log() else "job not submitted yet"
 
 
 def answer_job_part(settings: Settings) -> FlinkJobPart:

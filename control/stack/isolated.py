@@ -65,7 +65,7 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
     base = free_port_block(PORTS_NEEDED)
     values: dict[str, Any] = {
         "environment": "test",
-        "stack": StackSettings(state_dir=state_dir, start_timeout_s=60),
+        "stack": StackSettings(state_dir=state_dir),
         "postgres": PostgresSettings(port=base),
         "kafka": KafkaSettings(port=base + 1),
         "clickhouse": ClickHouseSettings(tcp_port=base + 2, http_port=base + 3),

@@ -9,22 +9,9 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.resources import SettingsResource
-from speech_coach.settings import Settings
-from warehouse.dbt import PROJECT_DIR, dbt_env, run_dbt
+from warehouse.dbt import MANIFEST_DIR, PROJECT_DIR, dbt_env, ensure_manifest
 
-TARGET = PROJECT_DIR / "target" / "dagster"
-project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR, target_path=TARGET)
-
-
-def ensure_manifest(settings: Settings | None = None) -> Path:
-    """`dbt parse` when the manifest is missing or older than the project (no database access needed)."""
-    sources = [p for p in PROJECT_DIR.rglob("*") if p.suffix in {".sql", ".yml"} and TARGET not in p.parents]
-    manifest = project.manifest_path
-    if not manifest.exists() or manifest.stat().st_mtime < max(p.stat().st_mtime for p in sources):
-        result = run_dbt(settings or Settings(), ["parse"], target_dir=TARGET)
-        if result.returncode != 0:
-            raise RuntimeError(f"dbt parse failed:\n{result.stdout[-3000:]}")
-    return manifest
+project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR, target_path=MANIFEST_DIR)
 
 
 class Translator(DagsterDbtTranslator):

@@ -5,6 +5,6 @@ upgrade` and `speech-coach db upgrade`). The question bank is loaded by Dagster 
 which is not imported here: the migrations job's image has no question bank parser (the ingest set).
 """
 
-from speech_coach.db.migrate import current_revision, sqlalchemy_url, upgrade
+from speech_coach.db.migrate import current_revision, ping, sqlalchemy_url, upgrade
 
-__all__ = ["current_revision", "sqlalchemy_url", "upgrade"]
+__all__ = ["current_revision", "ping", "sqlalchemy_url", "upgrade"]

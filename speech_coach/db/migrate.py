@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from speech_coach.settings import Settings
+from speech_coach.unreachable import ServerUnreachable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,6 +29,21 @@ def _config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(settings).replace("%", "%%"))
     return config
+
+
+def ping(settings: Settings, timeout_s: int = 5) -> None:
+    """Return once the operational database answers; raise ServerUnreachable (one line with the fix) if not."""
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.postgres_url, connect_timeout=timeout_s) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        # libpq says "connection to server at "h", port p failed: <why>"; the why is what the operator needs.
+        cause = str(exc).splitlines()[0].rpartition("failed: ")[2] if str(exc) else type(exc).__name__
+        raise ServerUnreachable(
+            "postgres", settings.postgres_url, "SC_POSTGRES__URL", cause, external=bool(settings.postgres.url)
+        ) from exc
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
