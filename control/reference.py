@@ -124,8 +124,21 @@ def _key_doc(cls: type[Event]) -> str:
     return " + `|` + ".join(f"`{name}`" for name in cls.KEY)
 
 
+def _retention_table() -> list[str]:
+    from speech_coach.contracts.topics import RETENTION_DAYS
+
+    intro = (
+        "Set on every topic when the platform creates it (`ensure_topics`, which also applies it to a topic that "
+        "exists), from `RETENTION_DAYS` in `speech_coach/contracts/topics.py`:"
+    )
+    rows = ["### Retention", "", intro, "", "| topic | keeps records |", "|---|---|"]
+    for topic, days in RETENTION_DAYS.items():
+        rows.append(f"| `{topic.value}` | {'kept for ever (compacted)' if days is None else f'{days} days'} |")
+    return [*rows, ""]
+
+
 def events_reference() -> str:
-    out = [BEGIN, ""]
+    out = [BEGIN, "", *_retention_table()]
     nested: list[type[BaseModel]] = []
     for topic in Topic:
         cls = TOPIC_EVENT[topic]

@@ -8,8 +8,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from speech_coach.contracts.topics import COMPACTED_TOPICS, Topic
+from speech_coach.contracts.topics import Topic, topic_config
+from speech_coach.logging import get_logger
 from speech_coach.settings import Settings
+
+log = get_logger(__name__)
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
@@ -63,24 +66,25 @@ def topic_name(settings: Settings, topic: Topic) -> str:
 
 
 def ensure_topics(settings: Settings, topics: Iterable[Topic] = tuple(Topic), timeout: float = 15.0) -> list[str]:
-    """Create the platform's topics if missing (idempotent); returns the names created."""
+    """Create the platform's topics if missing, with their retention and cleanup policy (idempotent); a topic that
+    exists gets the same configuration, so retention is what the contracts say. Returns the names created."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = []
+    wanted, present = [], []
     for topic in topics:
         name = topic_name(settings, topic)
         if name in existing:
+            present.append(topic)
             continue
-        config = {"cleanup.policy": "compact"} if topic in COMPACTED_TOPICS else {}
         wanted.append(
             NewTopic(
                 name,
                 num_partitions=settings.kafka.default_partitions,
                 replication_factor=settings.kafka.replication_factor,
-                config=config,
+                config=topic_config(topic),
             )
         )
     created = []
@@ -91,7 +95,38 @@ def ensure_topics(settings: Settings, topics: Iterable[Topic] = tuple(Topic), ti
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    if present:
+        _apply_topic_configs(admin, settings, present, timeout)
     return created
+
+
+def _apply_topic_configs(admin: Any, settings: Settings, topics: list[Topic], timeout: float) -> None:
+    """Give existing topics the platform's retention (an incremental change: other settings stay)."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource  # type: ignore[attr-defined]
+
+    current = admin.describe_configs([ConfigResource("topic", topic_name(settings, t)) for t in topics])
+    shown = {res.name: {k: c.value for k, c in fut.result(timeout).items()} for res, fut in current.items()}
+    topics = [t for t in topics if any(shown[topic_name(settings, t)].get(k) != v for k, v in topic_config(t).items())]
+    if not topics:
+        return
+    resources = [
+        ConfigResource("topic", topic_name(settings, t), incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in topic_config(t).items()
+        ])
+        for t in topics
+    ]  # fmt: skip
+    try:
+        for future in admin.incremental_alter_configs(resources, request_timeout=timeout).values():
+            future.result(timeout)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._UNSUPPORTED_FEATURE:
+            raise
+        # The local broker (Tansu) cannot change a topic's configuration; Kafka can. Tell the operator once.
+        log.warning(
+            "kafka.topic_config_unchanged", reason="the broker cannot change topic configurations",
+            topics=[topic_name(settings, t) for t in topics], wanted={t.value: topic_config(t) for t in topics},
+        )  # fmt: skip
 
 
 def kafka_consumer(settings: Settings, group_id: str) -> Consumer:

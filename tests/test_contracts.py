@@ -282,3 +282,15 @@ def test_a_window_from_before_pooled_root_ttr_still_decodes() -> None:
     del body["pooled_root_ttr"]
     decoded = decode(Topic.WINDOWED_METRICS, json.dumps(body))
     assert decoded.pooled_root_ttr is None and decoded.pooled_mtld == window.pooled_mtld
+
+
+def test_every_topic_has_a_deliberate_retention() -> None:
+    from speech_coach.contracts.topics import RETENTION_DAYS, topic_config
+
+    assert set(RETENTION_DAYS) == set(Topic)
+    assert topic_config(Topic.DELETION_REQUESTS) == {"cleanup.policy": "compact", "retention.ms": "-1"}
+    assert topic_config(Topic.RAW_ANSWERS) == {"cleanup.policy": "delete", "retention.ms": str(7 * 86_400_000)}
+    doc = (ROOT / "docs" / "events.md").read_text()
+    for topic, days in RETENTION_DAYS.items():
+        shown = "kept for ever (compacted)" if days is None else f"{days} days"
+        assert f"| `{topic.value}` | {shown} |" in doc, f"docs/events.md does not give {topic.value}'s retention"

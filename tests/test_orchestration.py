@@ -468,3 +468,35 @@ def test_an_export_rechecks_consent_and_deletion_and_releases_no_contact_details
                                raise_on_error=False).get_asset_check_evaluations()  # fmt: skip
     assert not rechecked[0].passed
     assert rechecked[0].metadata["operational_ids"].value == 1 and rechecked[0].metadata["emails"].value == 1
+
+
+def test_the_learners_copy_never_brings_back_a_learner_who_asked_for_deletion(
+    dagster_env: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot publishes the deletion request first and erases its rows after; a copy in between must not put back
+    into raw_learners what ingestion erases."""
+    import psycopg
+
+    from orchestration.definitions import defs
+    from orchestration.resources import SettingsResource
+    from speech_coach.contracts import LearnerDeletionRequest
+    from speech_coach.db import upgrade
+
+    monkeypatch.setenv("SC_POSTGRES__URL", pg_database)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    upgrade(settings)
+    client = connect(settings)
+    migrate(client)
+    leaving, staying = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
+        for n, learner in enumerate((leaving, staying)):
+            conn.execute("INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym, research_consent) VALUES "
+                         "(%s, %s, %s, %s, true)", (learner, 8_800 + n, 8_800 + n, f"L{n}"))  # fmt: skip
+    producer = Producer(producer_config(settings))
+    request = LearnerDeletionRequest(learner_id=str(leaving))
+    producer.produce(topic_name(settings, Topic.DELETION_REQUESTS), key=request.key(), value=encode(request))
+    assert producer.flush(15) == 0
+    asset = defs.get_assets_def(dg.AssetKey(["raw", "raw_learners"]))
+    assert dg.materialize([asset], resources={"settings": SettingsResource()}).success
+    copied = {learner for (learner,) in client.execute("SELECT learner_id FROM raw_learners FINAL")}
+    assert copied == {str(staying)}

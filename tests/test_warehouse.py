@@ -238,3 +238,24 @@ def test_no_warehouse_table_holds_a_telegram_id_after_rejections(wh_settings: Se
     assert {learner for *_, learner in letters} <= {a.learner_id for a in answers}, letters
     counted = counts(client)
     assert counted["raw_answers"] == 3 and counted["raw_feedback"] == 3
+
+
+def test_topics_are_created_with_their_retention(wh_settings: Settings) -> None:
+    """Every topic the platform creates has the retention and cleanup policy the contracts give it. (Tansu cannot
+    change an existing topic's configuration; on Kafka `ensure_topics` applies it to existing topics too.)"""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from speech_coach.contracts.topics import topic_config
+    from speech_coach.kafka import client_config, ensure_topics
+
+    admin = AdminClient(client_config(wh_settings))
+    assert len(ensure_topics(wh_settings)) == len(Topic)
+    ensure_topics(wh_settings)  # again: the topics exist; nothing fails where the broker cannot alter them
+
+    def configs(topic: Topic) -> dict[str, str]:
+        resource = ConfigResource("topic", topic_name(wh_settings, topic))
+        found = admin.describe_configs([resource])[resource].result(15)
+        return {k: found[k].value for k in ("cleanup.policy", "retention.ms")}
+
+    for topic in Topic:
+        assert configs(topic) == topic_config(topic), topic

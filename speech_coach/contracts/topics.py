@@ -21,6 +21,28 @@ class Topic(StrEnum):
         return f"{prefix}{self.value}"
 
 
-# Topics whose records must be kept until every learner-facing effect happened; deletion requests are
-# compacted by learner so the latest request per learner survives retention.
+# Deletion requests are compacted by learner, so the latest request per learner survives and a store that starts
+# late still sees it.
 COMPACTED_TOPICS = frozenset({Topic.DELETION_REQUESTS})
+
+# How long each topic keeps its records (days; None: for ever), set on every topic the platform creates. Every
+# consumer reads within seconds to minutes; the margin covers an outage. Records with personal data (transcripts,
+# a raw answer's Telegram ids) go as soon as that margin allows; the warehouse keeps what research needs.
+RETENTION_DAYS: dict[Topic, int | None] = {
+    Topic.RAW_ANSWERS: 7,  # Telegram ids and audio references, for the answer job and ingestion
+    Topic.FEEDBACK: 14,  # transcripts and advice: the bot, the metrics job and ingestion
+    Topic.ANSWER_METRICS: 14,
+    Topic.WINDOWED_METRICS: 30,  # pseudonymous aggregates
+    Topic.VOCABULARY: 30,
+    Topic.DELETION_REQUESTS: None,  # compacted: the latest request per learner, for ever (internal ids only)
+    Topic.DEAD_LETTERS: 30,  # for operators to replay; the warehouse keeps them too
+}
+
+
+def topic_config(topic: Topic) -> dict[str, str]:
+    """The topic-level configuration the platform sets: cleanup policy and retention."""
+    days = RETENTION_DAYS[topic]
+    return {
+        "cleanup.policy": "compact" if topic in COMPACTED_TOPICS else "delete",
+        "retention.ms": "-1" if days is None else str(days * 86_400_000),
+    }
