@@ -121,6 +121,12 @@ PracticeTrack = Annotated[Track, Field(description="Practice track.")]
 PracticeTask = Annotated[TaskType, Field(description="Task type within the track.")]
 
 
+class Part(BaseModel):
+    """A part of an event: as strict as the event (unknown fields refused, values frozen)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class _Event(BaseModel):
     """Base of every event. A subclass declares its wire identity once, in its class line:
 
@@ -189,9 +195,7 @@ TOPIC_EVENT: dict[Topic, type[_Event]] = {}
 # --- raw voice answer (bot -> answer job) -------------------------------------------------------------
 
 
-class AudioObject(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class AudioObject(Part):
     bucket: NonEmptyStr = Field(description="S3 bucket holding the audio.")
     key: NonEmptyStr = Field(description="Content-addressed: audio/<sha256[:2]>/<sha256>.<ext>")
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(description="SHA-256 of the audio file, hex.")
@@ -202,10 +206,8 @@ class AudioObject(BaseModel):
     )
 
 
-class TelegramRef(BaseModel):
+class TelegramRef(Part):
     """The Telegram ids used for idempotency; they never leave the operational systems."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     update_id: int = Field(description="Telegram update id.")
     chat_id: int = Field(description="Telegram chat id.")
@@ -242,26 +244,20 @@ class ResultStatus(StrEnum):
     REJECTED = "rejected"  # bad audio: the learner is told why, and no credit is spent
 
 
-class WordTiming(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class WordTiming(Part):
     word: str = Field(max_length=128, description="The word as transcribed.")
     start_s: Seconds = Field(description="Where the word starts in the audio.")
     end_s: Seconds = Field(description="Where the word ends in the audio.")
 
 
-class RubricScore(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RubricScore(Part):
     criterion: NonEmptyStr = Field(description="Rubric criterion, e.g. delivery.")
     score: Points = Field(description="Score on this criterion.")
     max_score: float = Field(gt=0, description="Top of this criterion's scale.", json_schema_extra=unit(POINTS))
     comment: str = Field("", max_length=2000, description="Comment on this criterion, for the learner.")
 
 
-class EngineInfo(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class EngineInfo(Part):
     transcription_engine: NonEmptyStr = Field(description="Transcription engine, e.g. faster-whisper or openai.")
     transcription_model: NonEmptyStr = Field(description="Transcription model, e.g. tiny.en or whisper-1.")
     feedback_engine: NonEmptyStr = Field(description="Feedback engine, e.g. offline or openai.")
@@ -271,9 +267,7 @@ class EngineInfo(BaseModel):
     fallback: bool = Field(False, description="True when the offline engine stood in for a failed remote one.")
 
 
-class KeyMetrics(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class KeyMetrics(Part):
     words_per_minute: WordsPerMinute = Field(description="Speaking rate shown to the learner.")
     pause_count: Pauses = Field(description="Silent pauses of at least 250 ms.")
     mean_pause_s: Seconds = Field(description="Mean silent pause length.")
