@@ -9,23 +9,23 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from speech_coach.settings import (
-    AnswersSettings,
-    BotSettings,
-    ClickHouseSettings,
-    DagsterSettings,
-    KafkaSettings,
-    MetricsSettings,
-    PostgresSettings,
-    S3Settings,
-    Settings,
-    StackSettings,
-    WarehouseSettings,
-)
+from speech_coach.settings import Settings
 
-# postgres, kafka, clickhouse x2, s3 + 7 SeaweedFS-internal, 1 spare, 2 job health servers, ingestion health,
-# Dagster UI, bot health and webhook: every port a stack may open, so one never collides with `make run`'s.
-PORTS_NEEDED = 19
+# Every port a stack may open, as an offset from a block of free ports, so one never collides with `make run`'s:
+# the servers, SeaweedFS's seven internal ports (from `internal_port_base`), one spare, the job, ingestion, Dagster
+# and bot health servers, and the bot's webhook.
+PORT_OFFSETS: dict[str, dict[str, int]] = {
+    "postgres": {"port": 0},
+    "kafka": {"port": 1},
+    "clickhouse": {"tcp_port": 2, "http_port": 3},
+    "s3": {"port": 4, "internal_port_base": 5},
+    "answers": {"health_port": 13},
+    "metrics": {"health_port": 14},
+    "warehouse": {"ingest_health_port": 15},
+    "dagster": {"port": 16},
+    "bot": {"health_port": 17, "webhook_port": 18},
+}
+PORTS_NEEDED = 1 + max(offset for fields in PORT_OFFSETS.values() for offset in fields.values())
 
 
 def free_port_block(size: int, host: str = "127.0.0.1") -> int:
@@ -64,18 +64,9 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
     """Settings for a stack of its own: its own state dir and free ports, nothing read from the environment."""
     base = free_port_block(PORTS_NEEDED)
     values: dict[str, Any] = {
-        "environment": "test",
-        "stack": StackSettings(state_dir=state_dir),
-        "postgres": PostgresSettings(port=base),
-        "kafka": KafkaSettings(port=base + 1),
-        "clickhouse": ClickHouseSettings(tcp_port=base + 2, http_port=base + 3),
-        "s3": S3Settings(port=base + 4, internal_port_base=base + 5),
-        "answers": AnswersSettings(health_port=base + 13),
-        "metrics": MetricsSettings(health_port=base + 14),
-        "warehouse": WarehouseSettings(ingest_health_port=base + 15),
-        "dagster": DagsterSettings(port=base + 16),
-        "bot": BotSettings(health_port=base + 17, webhook_port=base + 18),
+        section: {name: base + offset for name, offset in fields.items()} for section, fields in PORT_OFFSETS.items()
     }
+    values |= {"environment": "test", "stack": {"state_dir": state_dir}}
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
