@@ -8,7 +8,7 @@ import sys
 
 from rich.console import Console
 
-BENCHMARKS = ["stack", "warehouse", "lexical", "answers", "metrics_job", "metrics_floor"]
+BENCHMARKS = ["stack", "platform", "warehouse", "lexical", "answers", "metrics_job", "metrics_floor"]
 SOAK = ["load"]  # minutes of simulated learners: only when named
 
 
