@@ -14,24 +14,29 @@ import asyncio
 import contextlib
 import signal
 from datetime import datetime
+from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
+from aiogram.methods import GetUpdates, Response, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from aiogram.utils.i18n import gettext as _
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 
-from bot import keyboards, repo
+from bot import erasure, keyboards, repo
 from bot.db import Database
+from bot.delivery import Outbox
 from bot.feedback import FeedbackConsumer
 from bot.fsm import PostgresStorage
-from bot.health import health_app
+from bot.health import Heartbeat, health_app
 from bot.i18n import LearnerI18nMiddleware, make_i18n
 from bot.metrics import Metrics
 from bot.middlewares import LearnerMiddleware, PrivateChatsOnly, UpdateOnceMiddleware
@@ -51,7 +56,8 @@ from speech_coach.settings import Settings
 
 log = get_logger("bot")
 PUBLIC_COMMANDS = [
-    "start", "practice", "stats", "balance", "buy", "settings", "privacy", "delete_my_data", "paysupport", "help",
+    "start", "practice", "stats", "last", "balance", "buy", "settings", "privacy", "delete_my_data", "paysupport",
+    "help",
 ]  # fmt: skip
 
 
@@ -60,6 +66,9 @@ class BotNotConfigured(RuntimeError):
 
 
 class _CheckedWebhook(SimpleRequestHandler):
+    """Answers Telegram after the handler ran (not aiogram's default of at once), so an update whose handling
+    crashed gets a 500 and Telegram sends it again; `UpdateOnceMiddleware` skips the ones already handled."""
+
     def __init__(self, *args: object, metrics: Metrics, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.metrics = metrics
@@ -70,6 +79,27 @@ class _CheckedWebhook(SimpleRequestHandler):
             self.metrics.forged_webhooks.inc()
             log.warning("forged webhook request refused", secret_present=bool(telegram_secret_token))
         return ok
+
+
+class _GetUpdatesHeartbeat(BaseRequestMiddleware):
+    """Beats the update loop's heartbeat on every getUpdates round trip (a long poll comes back at least every
+    polling timeout), with the error when Telegram could not be reached."""
+
+    def __init__(self, heartbeat: Heartbeat) -> None:
+        self.heartbeat = heartbeat
+
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ) -> Response[TelegramType]:
+        if not isinstance(method, GetUpdates):
+            return await make_request(bot, method)
+        try:
+            response = await make_request(bot, method)
+        except Exception as exc:
+            self.heartbeat.beat(f"{type(exc).__name__}: {exc}"[:200])
+            raise
+        self.heartbeat.beat()
+        return response
 
 
 def webhook_path(webhook_url: str) -> str:
@@ -104,6 +134,9 @@ class BotApp:
         self._routers: list[Router] = []
         self.services: Services | None = None
         self.consumer: FeedbackConsumer | None = None
+        self.outbox: Outbox | None = None
+        stale = settings.bot.heartbeat_stale_s
+        self.heartbeats = [Heartbeat("feedback_consumer", stale), Heartbeat("telegram_updates", stale)]
 
     # --- start -----------------------------------------------------------------------------------------------
 
@@ -135,11 +168,12 @@ class BotApp:
         self._routers = all_routers()
         dp.include_routers(*self._routers)
 
-        runner = web.AppRunner(health_app(services))
+        runner = web.AppRunner(health_app(services, self.heartbeats))
         await runner.setup()
         await web.TCPSite(runner, settings.telemetry.bind_host, settings.bot.health_port).start()
         self._runners.append(runner)
-        self.consumer = FeedbackConsumer(services, self.bot, self.i18n)
+        self.outbox = Outbox(services, self.bot, self.i18n)
+        self.consumer = FeedbackConsumer(services, self.outbox, self.heartbeats[0])
         self._tasks.append(asyncio.create_task(self.consumer.run(), name="feedback-consumer"))
         self._tasks.append(asyncio.create_task(self._reminder_loop(), name="reminders"))
         self._tasks.append(asyncio.create_task(self._takeover_loop(), name="answer-takeover"))
@@ -147,7 +181,8 @@ class BotApp:
 
     async def _set_commands(self) -> None:
         descriptions = {
-            "start": "Start", "practice": "Practise", "stats": "Progress", "balance": "Credits", "buy": "Buy credits",
+            "start": "Start", "practice": "Practise", "stats": "Progress", "last": "Last feedback",
+            "balance": "Credits", "buy": "Buy credits",
             "settings": "Settings", "privacy": "Privacy", "delete_my_data": "Delete my data",
             "paysupport": "Payment support", "help": "Help",
         }  # fmt: skip
@@ -176,6 +211,10 @@ class BotApp:
                 await self.shutdown()
 
     async def _run_polling(self) -> None:
+        """Polling moves Telegram's offset on as updates are fetched, whatever their handling does: an update whose
+        handler crashed is not sent again. What changes money or data is written first and finished by a sweep
+        (answers, payments, deliveries), so a lost update loses no money or data (docs/reliability.md)."""
+        self.bot.session.middleware(_GetUpdatesHeartbeat(self.heartbeats[1]))
         await self.bot.delete_webhook(drop_pending_updates=False)
         polling = asyncio.create_task(
             self.dp.start_polling(
@@ -197,7 +236,11 @@ class BotApp:
         cfg = self.settings.bot
         app = web.Application()
         _CheckedWebhook(
-            dispatcher=self.dp, bot=self.bot, secret_token=cfg.webhook_secret.get_secret_value(), metrics=self.metrics
+            dispatcher=self.dp,
+            bot=self.bot,
+            secret_token=cfg.webhook_secret.get_secret_value(),
+            metrics=self.metrics,
+            handle_in_background=False,
         ).register(app, path=webhook_path(cfg.webhook_url))
         runner = web.AppRunner(app)
         await runner.setup()
@@ -208,7 +251,26 @@ class BotApp:
             allowed_updates=self.dp.resolve_used_update_types(),
         )  # fmt: skip
         log.info("bot webhook listening", port=cfg.webhook_port, path=webhook_path(cfg.webhook_url))
-        await self._stop.wait()
+        await self._watch_webhook()
+
+    async def _watch_webhook(self) -> None:
+        """Telegram posts only when there are updates, so the listener is asked itself: a GET on the webhook path
+        is answered (405) while the listener and the event loop serve."""
+        cfg, heartbeat = self.settings.bot, self.heartbeats[1]
+        host = cfg.webhook_host
+        with contextlib.suppress(ValueError):
+            if ip_address(host).is_unspecified:  # bound to every interface: ask over loopback
+                host = "127.0.0.1"
+        url = f"http://{host}:{cfg.webhook_port}{webhook_path(cfg.webhook_url)}"
+        async with ClientSession(timeout=ClientTimeout(total=10)) as http:
+            while not self._stop.is_set():
+                try:
+                    async with http.get(url) as response:
+                        heartbeat.beat(None if response.status == 405 else f"webhook answered {response.status}")
+                except Exception as exc:  # shown in /readyz
+                    heartbeat.beat(f"webhook listener unreachable: {type(exc).__name__}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), min(15.0, cfg.heartbeat_stale_s / 3))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -254,6 +316,10 @@ class BotApp:
                         log.info("stranded answers taken over", answers=taken)
                     if settled := await settle_stranded(self.services, self.bot):
                         log.info("stranded payments settled", payments=settled)
+                    if self.outbox is not None and (sent := await self.outbox.deliver_due()):
+                        log.info("deliveries retried and sent", deliveries=sent)
+                    if erased := await erasure.finish_due(self.services, self.bot, self.i18n):
+                        log.info("interrupted erasures finished", erasures=erased)
                 async with self.services.db.tx() as cur:
                     await repo.prune_processed_updates(cur)
             except Exception:

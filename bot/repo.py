@@ -483,12 +483,15 @@ async def delivered_answers(cur: Cursor, learner_id: uuid.UUID, limit: int = 500
 # --- erasure ---------------------------------------------------------------------------------------------
 
 
-async def learner_objects(cur: Cursor, learner_id: uuid.UUID) -> list[tuple[str, str]]:
-    await cur.execute(
-        "SELECT DISTINCT bucket, object_key FROM answers WHERE learner_id = %s AND object_key IS NOT NULL",
-        (learner_id,),
-    )
-    return [(r["bucket"], r["object_key"]) for r in await cur.fetchall()]
+async def learner_objects(cur: Cursor, learner_id: uuid.UUID, lock: bool = False) -> list[tuple[str, str]]:
+    """The learner's stored audio. `lock`: the answers are locked first, so a publication in flight commits before
+    and its object is listed (an erasure must not miss it)."""
+    if lock:
+        await cur.execute("SELECT bucket, object_key FROM answers WHERE learner_id = %s FOR UPDATE", (learner_id,))
+    else:
+        await cur.execute("SELECT bucket, object_key FROM answers WHERE learner_id = %s", (learner_id,))
+    found = {(r["bucket"], r["object_key"]) for r in await cur.fetchall() if r["object_key"] is not None}
+    return sorted(found)
 
 
 async def erase_learner(cur: Cursor, learner_id: uuid.UUID, account_hash: str) -> None:

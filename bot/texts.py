@@ -67,7 +67,7 @@ def help_text() -> str:
     return _(
         "<b>Speech Coach</b> helps you practise spoken English.\n\n"
         "/practice — choose a track and get a question\n"
-        "/stats — your progress as a chart\n"
+        "/stats — your progress as a chart; /last — your last feedback again\n"
         "/balance — your credits; /buy — top up with Telegram Stars; /paysupport — help with a payment\n"
         "/settings — language, repetition, transcription, reminders\n"
         "/privacy — what we store; /delete_my_data — erase it\n\n"

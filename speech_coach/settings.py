@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = int
@@ -233,6 +233,30 @@ class BotSettings(BaseModel):
     recovery_interval_s: float = Field(
         30.0, gt=0, description="How often the bot looks for accepted answers whose publisher died."
     )
+    delivery_wait_s: float = Field(
+        20.0,
+        ge=0,
+        description="How long one delivery waits for Telegram in line (retry_after, transient errors) before it "
+        "is left to the retry sweep, so the feedback consumer keeps moving.",
+    )
+    delivery_lease_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long a delivery belongs to the bot process sending it, renewed with each part sent; after "
+        "that (the process died mid-send) any bot process resumes it from the first part not sent.",
+    )
+    delivery_give_up_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a delivery is retried through transient Telegram errors before it is given up "
+        "and the answer refunded (the learner can still read it with /last).",
+    )
+    heartbeat_stale_s: float = Field(
+        90.0,
+        gt=0,
+        description="/healthz fails when the feedback consumer or the update loop has not come round for this "
+        "long (a hung loop, not a slow Telegram or a database outage: those show in /readyz).",
+    )
     retention_days: int = Field(365, ge=1, description="Days recordings are kept; shown in the consent notice.")
     reminder_hour_utc: int = Field(17, ge=0, le=23, description="Hour (UTC) daily practice reminders go out.")
     seed_questions: bool = Field(
@@ -240,6 +264,15 @@ class BotSettings(BaseModel):
     )
 
     _ports = field_validator("webhook_port", "health_port")(_check_port)
+
+    @model_validator(mode="after")
+    def _lease(self) -> Self:
+        if self.delivery_lease_s <= self.delivery_wait_s:
+            raise ValueError(
+                f"delivery_lease_s ({self.delivery_lease_s} s) must be longer than delivery_wait_s "
+                f"({self.delivery_wait_s} s): a delivery waits that long in line while it holds the lease"
+            )
+        return self
 
     @field_validator("credit_packs")
     @classmethod

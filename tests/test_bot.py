@@ -163,7 +163,8 @@ def test_conversation_end_to_end(
     buttons = [b["text"] for row in messages[-1].params["reply_markup"]["inline_keyboard"] for b in row]
     assert buttons == ["Next", "Retry", "Menu"]
     assert "reply_markup" not in messages[0].params or messages[0].params["reply_markup"] is None
-    assert rows(bot_env, "SELECT status, overall_score, word_count > 0 FROM answers") == [("delivered", 3.0, True)]
+    done = [("delivered", 3.0, True)]  # once the last part is out
+    tg.wait_for(lambda _c: rows(bot_env, "SELECT status, overall_score, word_count > 0 FROM answers") == done, 10)
     assert rows(bot_env, "SELECT sum(delta) FROM credit_ledger") == [(2,)]
 
     # Next: a different Task 1 question; /stats: a PNG chart; /balance.
@@ -182,7 +183,9 @@ def test_conversation_end_to_end(
     health = bot_env.bot.health_port
     assert http_get(f"http://127.0.0.1:{health}/healthz")[0] == 200
     status, body = http_get(f"http://127.0.0.1:{health}/readyz")
-    assert status == 200 and json.loads(body)["checks"] == {"postgres": "ok", "kafka": "ok"}
+    assert status == 200 and json.loads(body)["checks"] == {
+        "postgres": "ok", "kafka": "ok", "feedback_consumer": "ok", "telegram_updates": "ok",
+    }  # fmt: skip
     metrics = http_get(f"http://127.0.0.1:{health}/metrics")[1]
     assert 'bot_answers_total{outcome="published"} 1.0' in metrics
     assert 'bot_feedback_total{outcome="ok"} 1.0' in metrics

@@ -75,8 +75,9 @@ def pipeline(stack: Stack, standin: OpenAIStandIn, tmp_path_factory: pytest.Temp
         with running_pipeline(
             tmp_path_factory.mktemp("faults"), postgres_url=admin_url.rsplit("/", 1)[0] + f"/{database}",
             starter_credits=STARTER_CREDITS, openai_url=standin.base_url,
-            # A killed bot's answers are taken over after 6 s (production: 120 s), looked for every 2 s.
-            publish_lease_s=6, recovery_interval_s=2,
+            # A killed bot's answers (and deliveries) are taken over after 6 s (8 s; production: 120 s), looked for
+            # every 2 s; a delivery waits 3 s in line for Telegram before the retry sweep takes it.
+            publish_lease_s=6, recovery_interval_s=2, delivery_wait_s=3, delivery_lease_s=8,
         ) as p:  # fmt: skip
             p.onboard(LEARNERS)
             yield p
@@ -159,10 +160,16 @@ def check_invariants(p: Pipeline) -> dict[str, int]:
         assert charges == 1, f"{answer_id} ({status}) charged {charges} times"
         assert refunds == (0 if status == "delivered" else 1), f"{answer_id} ({status}) refunded {refunds} times"
     delivered = Counter(p.rows("SELECT learner_id FROM answers WHERE status = 'delivered'"))
+    bought = dict(p.rows("SELECT learner_id, sum(delta) FROM credit_ledger WHERE reason = 'purchase' GROUP BY 1"))
     for learner_id, balance in p.rows(
         "SELECT DISTINCT ON (learner_id) learner_id, balance_after FROM credit_ledger ORDER BY learner_id, id DESC"
     ):
-        assert balance == STARTER_CREDITS - delivered[(learner_id,)]
+        assert balance == STARTER_CREDITS - delivered[(learner_id,)] + bought.get(learner_id, 0)
+    # Stars: each payment recorded once and credited once (none here is unmatched, so none refunded).
+    for charge, status, credits in p.rows("SELECT telegram_payment_charge_id, status, credits FROM payments"):
+        assert status == "credited", f"payment {charge} {status}"
+        assert p.rows("SELECT count(*), sum(delta) FROM credit_ledger WHERE reason = 'purchase' AND ref = %s",
+                      charge) == [(1, credits)], charge  # fmt: skip
     # Deliveries: each answer that reached the pipeline was delivered once.
     assert p.rows("SELECT count(*) FROM deliveries WHERE status <> 'sent'") == [(0,)]
     # The warehouse: each event on Kafka, once.
@@ -264,10 +271,12 @@ def test_bot_killed_mid_publish_is_taken_over_after_restart(pipeline: Pipeline) 
     assert log.count("taking over an answer whose publisher died") >= LEARNERS
 
 
-def test_s3_unavailable_for_a_while(pipeline: Pipeline) -> None:
+def test_s3_unavailable_for_a_while(pipeline: Pipeline, standin: OpenAIStandIn) -> None:
     p = pipeline
     start = acks(p)
     before = _status_counts(p)
+    standin.reset()
+    standin.latency_s = 1.5  # a busy API: the round's answers queue in the job, so S3 goes while some are unfetched
     answer_round(p)
     wait_acks(p, start + LEARNERS)
     p.tg.wait_for(lambda _c: p.rows("SELECT count(*) FROM answers WHERE status = 'accepted'") == [(0,)], 30)
@@ -279,6 +288,7 @@ def test_s3_unavailable_for_a_while(pipeline: Pipeline) -> None:
     for user in p.learners:
         user.tg.wait_for(lambda _c, u=user: outcome_messages(u)[1] >= 1, 60)
     time.sleep(3)  # a while: the job fails its fetch and restarts from its checkpoint, again
+    standin.latency_s = 0
     restart(p.stack.s3)
     outcomes = check_invariants(p)
     assert outcomes["delivered"] == before.get("delivered", 0) + LEARNERS, outcomes
@@ -373,3 +383,81 @@ def test_openai_errors_rate_limits_hangs_and_garbage(pipeline: Pipeline, standin
     assert len(transcriptions) == 8 and len(chats) == 8
     assert transcriptions[3].at - transcriptions[2].at >= 0.9  # Retry-After: 1
     assert not standin.endpoints["transcriptions"].plan and not standin.endpoints["chat"].plan
+
+
+def test_telegram_failing_for_10_s_during_deliveries_and_payments(pipeline: Pipeline) -> None:
+    p = pipeline
+    start = acks(p)
+    before = _status_counts(p)
+    answer_round(p)
+    wait_acks(p, start + LEARNERS)
+    mark = time.monotonic()
+    # The feedback on its way meets 5 s of 5xx, then 5 s of flood control (429, retry_after 3), and a learner
+    # pays in the middle of it.
+    p.tg.outage(["sendMessage"], 5, code=502)
+    charge = f"fault-{uuid.uuid4().hex[:8]}"
+    p.learners[0].message(successful_payment={
+        "currency": "XTR", "total_amount": 50, "invoice_payload": "credits:10", "telegram_payment_charge_id": charge,
+        "provider_payment_charge_id": "",
+    })  # fmt: skip
+    time.sleep(5)
+    p.tg.outage(["sendMessage"], 5, code=429, retry_after=3)
+    outcomes = check_invariants(p)
+    assert outcomes["delivered"] == before.get("delivered", 0) + LEARNERS, outcomes
+    assert any(c.method == "sendMessage (failed)" and c.at > mark + 5 for c in p.tg.calls), "no 429 was met"
+    assert p.rows("SELECT status FROM payments WHERE telegram_payment_charge_id = %s", charge) == [("credited",)]
+    assert p.rows("SELECT count(*) FROM deliveries WHERE attempts > 0 OR last_error IS NOT NULL") != [(0,)]
+
+
+def test_bot_killed_mid_send_of_a_multi_part_feedback(pipeline: Pipeline, standin: OpenAIStandIn) -> None:
+    p = pipeline
+    start = acks(p)
+    before = _status_counts(p)
+    usual = standin.transcript
+    standin.transcript = " ".join([usual] * 40)  # a long answer: its feedback takes several messages
+    p.tg.method_delay_s["sendMessage"] = 1.5  # each part takes a while, so the kill lands between parts
+    try:
+        answer_round(p)
+        wait_acks(p, start + LEARNERS)
+        p.tg.wait_for(lambda _c: p.rows("SELECT count(*) FROM deliveries WHERE status = 'sending' AND parts_sent > 0")
+                      != [(0,)], 90)  # fmt: skip
+        running = p.stack.bot.running()
+        assert running is not None
+        os.kill(running.pid, signal.SIGKILL)
+        psutil.Process(running.pid).wait(10)
+        cut = p.rows("SELECT answer_id, parts_sent FROM deliveries WHERE status = 'sending' AND parts_sent > 0")
+        assert cut, "the kill came after the feedback was sent"
+    finally:
+        p.tg.method_delay_s.clear()
+        standin.transcript = usual
+    restart(p.stack.bot)
+    outcomes = check_invariants(p)  # each feedback once: the last part (with its buttons) exactly once
+    assert outcomes["delivered"] == before.get("delivered", 0) + LEARNERS, outcomes
+    # Resumed from the first part not sent, not from the start.
+    for answer_id, parts_sent in cut:
+        assert p.rows("SELECT message_count > %s FROM deliveries WHERE answer_id = %s", parts_sent, answer_id) == [
+            (True,)
+        ]
+    log = p.stack.bot.log_file.read_text(errors="replace")
+    assert log.count("delivery resumed") >= len(cut), log[-3000:]
+
+
+def test_postgres_restarted_under_live_traffic(pipeline: Pipeline, stack: Stack) -> None:
+    p = pipeline
+    start = acks(p)
+    before = _status_counts(p)
+    bot = p.stack.bot.running()
+    answer_round(p)
+    wait_acks(p, start + LEARNERS)
+    # PostgreSQL goes down while those answers are published and their feedback comes back: the bot cannot book
+    # publications or record deliveries for a while.
+    stack.postgres.stop()
+    time.sleep(4)
+    restart(stack.postgres)
+    answer_round(p)  # and traffic goes on right after
+    wait_acks(p, start + 2 * LEARNERS, timeout=60)
+    outcomes = check_invariants(p)
+    assert outcomes["delivered"] + outcomes["failed"] == before.get("delivered", 0) + before.get("failed", 0) + (
+        2 * LEARNERS
+    ), outcomes
+    assert p.stack.bot.running() == bot  # the same process rode it out: no crash, no restart

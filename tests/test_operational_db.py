@@ -26,7 +26,7 @@ def test_migrations_apply_idempotently(pg_settings: Settings) -> None:
     assert current_revision(pg_settings) is None
     upgrade(pg_settings)
     upgrade(pg_settings)
-    assert current_revision(pg_settings) == "0008_fsm_states"
+    assert current_revision(pg_settings) == "0011_ledger_order_after_lock"
     with psycopg.connect(pg_settings.postgres_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
             "INSERT INTO questions (id, bank_version, track, task_type, title, prompt, preparation_time_s, "
@@ -134,6 +134,62 @@ def test_two_charges_for_one_learner_at_once_do_not_deadlock(pg_settings: Settin
             "SELECT delta, balance_after FROM credit_ledger WHERE learner_id = %s ORDER BY id", (learner,)
         ).fetchall()
     assert balances == [(5, 5), (10, 15), (10, 25)], balances
+
+
+def test_entries_booked_at_once_commit_in_id_order_so_the_newest_is_the_balance(pg_settings: Settings) -> None:
+    """An entry whose id was drawn first but whose lock came second (two payments handled at once) must not end
+    up below the other: the newest entry by id is what every reader takes as the balance."""
+    import threading
+    import uuid
+
+    upgrade(pg_settings)
+    url = pg_settings.postgres_url
+    learner = uuid.uuid4()
+    with psycopg.connect(url, autocommit=True) as setup:
+        setup.execute(
+            "INSERT INTO learners (id, telegram_user_id, chat_id, pseudonym) VALUES (%s, 2, 2, 'Ly')", (learner,)
+        )
+        setup.execute(
+            "INSERT INTO credit_ledger (learner_id, delta, balance_after, reason, ref) "
+            "VALUES (%s, 3, 0, 'grant', 'g2')",
+            (learner,),
+        )
+    holder, late = psycopg.connect(url), psycopg.connect(url)
+    errors: list[BaseException] = []
+
+    def book_late() -> None:  # draws its id now, then waits for the holder's lock
+        try:
+            late.execute(
+                "INSERT INTO credit_ledger (learner_id, delta, balance_after, reason, ref) "
+                "VALUES (%s, 10, 0, 'purchase', 'late')",
+                (learner,),
+            )
+            late.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        holder.execute("SELECT 1 FROM learners WHERE id = %s FOR NO KEY UPDATE", (learner,))
+        waiting = threading.Thread(target=book_late)
+        waiting.start()
+        waiting.join(1.0)
+        assert waiting.is_alive(), "the late entry did not wait for the lock"
+        holder.execute(
+            "INSERT INTO credit_ledger (learner_id, delta, balance_after, reason, ref) "
+            "VALUES (%s, 10, 0, 'purchase', 'first')",
+            (learner,),
+        )
+        holder.commit()
+        waiting.join(30)
+    finally:
+        holder.close()
+        late.close()
+    assert not errors, errors
+    with psycopg.connect(url) as conn:
+        entries = conn.execute(
+            "SELECT ref, balance_after FROM credit_ledger WHERE learner_id = %s ORDER BY id", (learner,)
+        ).fetchall()
+    assert entries == [("g2", 3), ("first", 13), ("late", 23)], entries
 
 
 def test_rekeying_rewrites_every_stored_pseudonym_with_the_new_key(pg_settings: Settings) -> None:

@@ -26,7 +26,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from opentelemetry.trace import SpanKind
 
-from bot import keyboards, repo
+from bot import erasure, keyboards, repo
 from bot.routers.practice import gate
 from bot.services import Services
 from speech_coach.contracts.events import AudioObject, RawVoiceAnswer, TelegramRef
@@ -167,6 +167,8 @@ async def store_and_publish(
     cfg = services.settings.bot
     started = time.monotonic()
     key: str | None = None
+    if await _being_erased(services, learner, answer.id, None):
+        return
     try:
         with _tracer.start_as_current_span("bot.store_audio"):
             buffer = await bot.download(file_id)
@@ -175,6 +177,8 @@ async def store_and_publish(
             if len(data) > cfg.max_file_bytes:
                 raise _TooBig
             key, sha = await services.store.put(data, answer.mime_type)
+        if await _being_erased(services, learner, answer.id, key):  # asked while the audio was on its way
+            return
         with _tracer.start_as_current_span("bot.publish", kind=SpanKind.PRODUCER):
             await _publish(learner, q, answer, services, key, sha, len(data))
     except Exception as exc:
@@ -200,9 +204,32 @@ async def store_and_publish(
         return
     async with services.db.tx() as cur:
         await repo.answer_published(cur, answer.id, services.store.bucket, key, learner)
+        erased = await repo.answer_row(cur, answer.id) is None
+    if erased:  # the erasure ran while this was published: its list of objects could not have this one
+        await _delete_unused(services, key)
+        return
     services.metrics.answers.labels("published").inc()
     services.metrics.publish_seconds.observe(time.monotonic() - started)
     log.info("answer published", answer_id=str(answer.id), duration_s=answer.duration_s)
+
+
+async def _being_erased(services: Services, learner: repo.Learner, answer_id: uuid.UUID, key: str | None) -> bool:
+    """An erasure asked for (or done: the answer is gone): nothing more is published for the learner, and audio
+    stored meanwhile goes."""
+    async with services.db.tx() as cur:
+        if not await erasure.pending(cur, learner.id) and await repo.answer_row(cur, answer_id) is not None:
+            return False
+    log.info("answer dropped: the learner's data is being erased")
+    if key is not None:
+        await _delete_unused(services, key)
+    return True
+
+
+async def _delete_unused(services: Services, key: str) -> None:
+    async with services.db.tx() as cur:
+        if await repo.object_still_used(cur, key):
+            return
+    await services.store.delete(services.store.bucket, key)
 
 
 async def _publish(

@@ -1,4 +1,4 @@
-"""/stats (a chart of progress) and /balance."""
+"""/stats (a chart of progress), /last (the newest feedback again, delivered or not) and /balance."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards, repo
+from bot.delivery import last_feedback, render
 from bot.i18n import current_language
 from bot.routers.practice import gate
 from bot.services import Services
@@ -42,6 +43,27 @@ async def stats(message: Message, learner: repo.Learner | None, services: Servic
         words=", ".join(w for w, _n in top_words(rows, 5)) or "—",
     )  # fmt: skip
     await message.answer_photo(BufferedInputFile(png, "progress.png"), caption=caption)
+
+
+@router.message(Command("last"))
+async def last(message: Message, learner: repo.Learner | None, services: Services) -> None:
+    """Feedback that Telegram would not take (an outage, a blocked bot since unblocked) is still the learner's."""
+    if learner is None:
+        await message.answer(_("Send /start to begin."))
+        return
+    found = await last_feedback(services, learner.id)
+    if found is None:
+        await message.answer(_("No feedback yet. Answer a question and your progress will show here."),
+                             reply_markup=keyboards.menu())  # fmt: skip
+        return
+    result, question = found
+    texts = render(result, question.title, current_language())
+    for i, text in enumerate(texts):
+        last_part = i == len(texts) - 1
+        await message.answer(
+            text, reply_markup=keyboards.after_feedback(repo.KIND_OF_TASK[question.task_type], question.id)
+            if last_part else None,
+        )  # fmt: skip
 
 
 @router.message(Command("balance"))

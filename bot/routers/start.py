@@ -10,12 +10,11 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot import keyboards, repo
+from bot import erasure, keyboards, repo
 from bot.callbacks import ConsentCb, DeleteCb, LanguageCb, MenuCb
 from bot.i18n import current_language, language_for
 from bot.services import Services
 from bot.texts import consent_notice, help_text
-from speech_coach.contracts.events import LearnerDeletionRequest
 from speech_coach.i18n import ngettext
 from speech_coach.logging import get_logger
 
@@ -138,7 +137,7 @@ async def delete_my_data(message: Message, learner: repo.Learner | None) -> None
 @router.callback_query(DeleteCb.filter())
 async def confirm_delete(
     query: CallbackQuery, callback_data: DeleteCb, learner: repo.Learner | None, services: Services, bot: Bot,
-    state: FSMContext,
+    state: FSMContext, i18n: I18n,
 ) -> None:  # fmt: skip
     await query.answer()
     assert isinstance(query.message, Message)
@@ -148,25 +147,17 @@ async def confirm_delete(
     if not callback_data.confirm:
         await query.message.answer(_("Nothing was deleted."))
         return
-    # Downstream stores learn first: if that fails, nothing is deleted and the learner can retry.
+    assert query.from_user is not None
+    # Recorded first: from then on the erasure is finished whatever fails, by this handler or the recovery sweep.
     try:
-        await services.publisher.publish(
-            LearnerDeletionRequest(learner_id=str(learner.id)), services.settings.bot.publish_attempts
-        )
+        await erasure.request(services, learner, query.from_user.id)
     except Exception:
-        log.exception("deletion request not published")
+        log.exception("erasure not recorded")
         await query.message.answer(_("Deleting failed for a technical reason. Nothing was deleted; please try again."))
         return
-    async with services.db.tx() as cur:
-        objects = await repo.learner_objects(cur, learner.id)
-    for bucket, key in objects:
-        async with services.db.tx() as cur:
-            shared = await repo.object_still_used(cur, key, except_learner=learner.id)
-        if not shared:
-            await services.store.delete(bucket, key)
-    assert query.from_user is not None
-    async with services.db.tx() as cur:
-        await repo.erase_learner(cur, learner.id, services.account_hash(query.from_user.id))
     await state.clear()
-    log.info("learner data erased", objects=len(objects))
-    await query.message.answer(_("All your data has been deleted. Send /start if you ever want to come back."))
+    if not await erasure.finish(services, bot, i18n, learner.id):  # done: the learner was told by `finish`
+        await query.message.answer(
+            _("Your data is being deleted. A technical problem is holding it up; we keep trying and will tell you "
+              "here when everything is gone.")
+        )  # fmt: skip

@@ -78,6 +78,45 @@ class Call:
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
     result: Any = None
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Failure:
+    code: int
+    retry_after: int | None
+    times: int = 0
+    until: float = 0.0
+    after: int = 0  # calls let through first
+
+    def take(self) -> bool:
+        if self.after > 0:
+            self.after -= 1
+            return False
+        if self.until:
+            return time.monotonic() < self.until
+        if self.times > 0:
+            self.times -= 1
+            return True
+        return False
+
+    def response(self) -> web.Response:
+        description = _DESCRIPTIONS.get(self.code, "Error")
+        body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": description}
+        if self.code == 429:
+            body["description"] = f"Too Many Requests: retry after {self.retry_after or 1}"
+            body["parameters"] = {"retry_after": self.retry_after or 1}
+        return web.json_response(body, status=self.code)
+
+
+_DESCRIPTIONS = {500: "Internal Server Error", 502: "Bad Gateway", 429: "Too Many Requests"}
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class TelegramStandIn:
@@ -87,9 +126,11 @@ class TelegramStandIn:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (path, content)
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
-        self._failures: dict[str, int] = {}  # method -> how many of its next calls get a 500
+        self._failures: dict[str, _Failure] = {}  # method -> how its next calls fail
+        self.blocked: set[int] = set()  # chats whose user blocked the bot: sending to them is refused (403)
         self.refunded: set[str] = set()  # Stars payments refunded with refundStarPayment
         self.file_delay_s = 0.0  # how long a file download takes: holds the bot mid-answer for fault tests
+        self.method_delay_s: dict[str, float] = {}  # how long a method takes: holds the bot mid-send
         self._message_ids = itertools.count(5000)
         self._lock = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -152,12 +193,18 @@ class TelegramStandIn:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
         call = Call(method, params, files)
         with self._lock:
-            if self._failures.get(method):
-                self._failures[method] -= 1
+            failure = self._failures.get(method)
+            if failure is not None and failure.take():
                 self.calls.append(Call(f"{method} (failed)", params, files))
                 self._lock.notify_all()
-                return web.json_response({"ok": False, "error_code": 500, "description": "Internal Server Error"},
-                                         status=500)  # fmt: skip
+                return failure.response()
+            if method.startswith("send") and _int(params.get("chat_id")) in self.blocked:
+                self.calls.append(Call(f"{method} (blocked)", params, files))
+                self._lock.notify_all()
+                blocked = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+                return web.json_response(blocked, status=403)
+        if delay := self.method_delay_s.get(method):
+            await asyncio.sleep(delay)
         if method == "getUpdates":
             result = await self._m_getUpdates(params)
             return web.json_response({"ok": True, "result": result})
@@ -175,8 +222,8 @@ class TelegramStandIn:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         with self._lock:  # `fail("download")` makes file downloads fail like method calls
-            if self._failures.get("download"):
-                self._failures["download"] -= 1
+            failure = self._failures.get("download")
+            if failure is not None and failure.take():
                 self.calls.append(Call("download (failed)", {"path": request.match_info["path"]}))
                 self._lock.notify_all()
                 return web.Response(status=500)
@@ -266,11 +313,21 @@ class TelegramStandIn:
             self._loop.call_soon_threadsafe(self._new_update.set)
         return update
 
-    def fail(self, method: str, times: int = 1) -> None:
+    def fail(
+        self, method: str, times: int = 1, *, code: int = 500, retry_after: int | None = None, after: int = 0
+    ) -> None:
         """Answer the next `times` calls of `method` (or file downloads: "download") with a 500, as Telegram does
-        when it has a bad moment (each recorded as a call of "<method> (failed)")."""
+        when it has a bad moment, or with another code: 429 with `retry_after` is its flood control (each recorded
+        as a call of "<method> (failed)"), after letting the next `after` calls through."""
         with self._lock:
-            self._failures[method] = times
+            self._failures[method] = _Failure(code, retry_after, times=times, after=after)
+
+    def outage(self, methods: list[str], seconds: float, *, code: int = 500, retry_after: int | None = None) -> None:
+        """Fail every call of these methods for the next `seconds`."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            for method in methods:
+                self._failures[method] = _Failure(code, retry_after, until=until)
 
     def add_file(self, content: bytes, suffix: str = "oga") -> tuple[str, str]:
         file_id = f"F{uuid.uuid4().hex[:12]}"
