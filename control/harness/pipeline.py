@@ -81,10 +81,14 @@ def running_pipeline(
     postgres_url: str | None = None,
     json_logs: bool = False,
     openai_url: str | None = None,
+    otlp_endpoint: str = "",
+    metrics: MetricsSettings | None = None,
     **bot: Any,
 ) -> Iterator[Pipeline]:
     """`openai_url`: the job transcribes and scores through the OpenAI API there (2 s timeout, 2 retries),
-    falling back to the offline engines; unset: offline engines only."""
+    falling back to the offline engines; unset: offline engines only. `otlp_endpoint`: every process exports its
+    spans there. `metrics`: the windowed metrics job runs too, with these settings (another JVM, so off unless
+    asked for)."""
     broker_settings = isolated_settings(root / "broker")
     broker_store, broker = ObjectStorePart(broker_settings), BrokerPart(broker_settings)
     tg = TelegramStandIn(TOKEN).start()
@@ -94,7 +98,7 @@ def running_pipeline(
         root / "state",
         kafka=KafkaSettings(bootstrap_servers=broker_settings.kafka_bootstrap),
         dagster=DagsterSettings(enabled=False),
-        metrics=MetricsSettings(enabled=False),
+        metrics=(metrics or MetricsSettings(enabled=False)).model_copy(update={"health_port": free_port_block(1)}),
         warehouse=WarehouseSettings(ingest_health_port=ports, ingest_batch_timeout_s=0.5),
         **servers,
     )
@@ -116,6 +120,7 @@ def running_pipeline(
             "bot": base.bot.model_validate(base.bot.model_dump() | bot_values),
             "flink": base.flink.model_copy(update={"checkpoint_interval_s": 2, "restart_delay_s": 2}),
             "log": base.log.model_copy(update={"json_output": json_logs}),
+            "telemetry": base.telemetry.model_copy(update={"otlp_endpoint": otlp_endpoint}),
         }
     )
     platform = Stack(settings, platform=True)

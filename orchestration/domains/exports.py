@@ -71,7 +71,7 @@ def research_export(
 def export_has_no_personal_data(settings: SettingsResource, s3: S3Resource) -> dg.AssetCheckResult:
     import pyarrow.parquet as pq
 
-    from warehouse.exports import COLUMNS, EMAIL, PHONE
+    from warehouse.exports import COLUMNS, contact_details
 
     s = settings.get()
     forbidden = [c for c in COLUMNS if any(w in c for w in ("telegram", "username", "first_name", "last_name", "chat"))]
@@ -91,8 +91,9 @@ def export_has_no_personal_data(settings: SettingsResource, s3: S3Resource) -> d
                     text = str(value)
                     found["operational_ids"] += any(token in operational for token in re.findall(r"[\w-]+", text))
                     if isinstance(value, str):
-                        found["emails"] += bool(EMAIL.search(value))
-                        found["phone_numbers"] += bool(PHONE.search(value))
+                        email, phone = contact_details(value)
+                        found["emails"] += email
+                        found["phone_numbers"] += phone
     return dg.AssetCheckResult(
         passed=not forbidden and not any(found.values()),
         metadata={"forbidden_columns": forbidden, "files_checked": releases, **found},  # counts, never the values
