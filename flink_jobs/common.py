@@ -227,21 +227,29 @@ def recovered_from(env_config: Any) -> str | None:
 
 
 def _kafka_properties(settings: Settings) -> dict[str, str]:
-    # librdkafka names and Java client names agree for these; SASL needs the Java JAAS form.
+    """The Java client's form of `client_config`'s TLS and SASL keys, for the jobs' Kafka sources and sinks."""
     conf = client_config(settings)
     props = {"security.protocol": str(conf["security.protocol"])}
     if settings.kafka.sasl_mechanism:
         module = (
             "org.apache.kafka.common.security.plain.PlainLoginModule"
-            if settings.kafka.sasl_mechanism.upper() == "PLAIN"
+            if settings.kafka.sasl_mechanism == "PLAIN"
             else "org.apache.kafka.common.security.scram.ScramLoginModule"
         )
-        password = settings.kafka.sasl_password.get_secret_value()
         props |= {
             "sasl.mechanism": settings.kafka.sasl_mechanism,
-            "sasl.jaas.config": f'{module} required username="{settings.kafka.sasl_username}" password="{password}";',
+            "sasl.jaas.config": f"{module} required username={_jaas_quote(settings.kafka.sasl_username)} "
+            f"password={_jaas_quote(settings.kafka.sasl_password.get_secret_value())};",
         }
+    if "ssl.ca.location" in conf:
+        # librdkafka's CA file: the Java client reads the same PEM file as a truststore (KIP-651).
+        props |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(conf["ssl.ca.location"])}
     return props
+
+
+def _jaas_quote(value: str) -> str:
+    # JAAS values are quoted strings with backslash escapes: a quote in a password must not end it.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _committed_else_earliest() -> KafkaOffsetsInitializer:

@@ -16,16 +16,19 @@ log = get_logger(__name__)
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "security.protocol": settings.kafka.security_protocol,
-    }
-    if settings.kafka.sasl_mechanism:
+    """What every client (producer, consumer, admin) needs to reach the brokers: address, TLS and SASL.
+
+    The keys appear only when set, so the local stack's clients stay plain PLAINTEXT ones."""
+    kafka = settings.kafka
+    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "security.protocol": kafka.security_protocol}
+    if kafka.sasl_mechanism:
         conf |= {
-            "sasl.mechanism": settings.kafka.sasl_mechanism,
-            "sasl.username": settings.kafka.sasl_username,
-            "sasl.password": settings.kafka.sasl_password.get_secret_value(),
+            "sasl.mechanism": kafka.sasl_mechanism,
+            "sasl.username": kafka.sasl_username,
+            "sasl.password": kafka.sasl_password.get_secret_value(),
         }
+    if kafka.ssl_ca_location and kafka.security_protocol.endswith("SSL"):
+        conf["ssl.ca.location"] = kafka.ssl_ca_location
     return conf
 
 

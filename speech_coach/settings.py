@@ -68,14 +68,35 @@ class KafkaSettings(BaseModel):
     default_partitions: int = Field(3, ge=1, description="Partitions for topics the platform creates.")
     replication_factor: int = Field(1, ge=1, description="Replication for topics the platform creates.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="librdkafka security.protocol for external clusters."
+        "PLAINTEXT",
+        description="Kafka security.protocol of every client (SSL, SASL_SSL: TLS). The local broker is PLAINTEXT on "
+        "loopback.",
     )
-    sasl_mechanism: str = Field("", description="SASL mechanism (PLAIN, SCRAM-SHA-512...). Empty: no SASL.")
-    sasl_username: str = ""
-    sasl_password: SecretStr = Field(SecretStr(""), description="Secret. Never logged.")
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "", description="SASL mechanism; needs a SASL_* security protocol. Empty: no SASL."
+    )
+    sasl_username: str = Field("", description="SASL user name.")
+    sasl_password: SecretStr = Field(SecretStr(""), description="SASL password. Secret: never logged.")
+    ssl_ca_location: str = Field(
+        "",
+        description="CA certificate file (PEM) the brokers' TLS certificates are checked against. Empty: the "
+        "system's CA store (librdkafka) and the JVM's (Flink).",
+    )
     broker_bucket: str = Field("speech-coach-broker", description="S3 bucket holding the local broker's log.")
 
     _port = field_validator("port")(_check_port)
+
+    @model_validator(mode="after")
+    def _sasl_needs_a_sasl_protocol(self) -> Self:
+        # A mechanism with PLAINTEXT or SSL would be silently ignored by the clients: say so instead.
+        if self.sasl_mechanism and not self.security_protocol.startswith("SASL_"):
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs security_protocol SASL_SSL or SASL_PLAINTEXT, "
+                f"not {self.security_protocol}"
+            )
+        if self.security_protocol.startswith("SASL_") and not self.sasl_mechanism:
+            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl_mechanism")
+        return self
 
 
 class ClickHouseSettings(BaseModel):
@@ -486,8 +507,11 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so log processors can redact them wherever they appear."""
+        sasl = self.kafka.sasl_password.get_secret_value()
         secrets = [
-            self.kafka.sasl_password.get_secret_value(),
+            sasl,
+            # As the Flink jobs' JAAS configuration quotes it (flink_jobs.common), escapes and all.
+            sasl.replace("\\", "\\\\").replace('"', '\\"'),
             self.s3.secret_key.get_secret_value(),
             self.privacy.pseudonym_key.get_secret_value(),
             self.bot.token.get_secret_value(),
@@ -498,7 +522,7 @@ class Settings(BaseSettings):
             password = urlsplit(url).password if url else None
             if password:
                 secrets.append(password)
-        return [s for s in secrets if s]
+        return list(dict.fromkeys(s for s in secrets if s))
 
 
 @lru_cache(maxsize=1)

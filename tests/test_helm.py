@@ -249,7 +249,10 @@ def test_dagster_dependency_is_declared_and_wired() -> None:
     launcher = dagster["runLauncher"]["config"]["k8sRunLauncher"]
     for holder in (code, launcher):
         assert holder["envConfigMaps"] == [{"name": configmap}]
-        assert holder["envSecrets"] == [{"name": values["secrets"]["existingSecret"]}]
+    # Secrets: the code location's own list (test_dagster_gets_only_the_secrets_its_code_reads), which its run
+    # pods inherit; never a whole Secret.
+    assert "envSecrets" not in code and "envSecrets" not in launcher
+    assert code["includeConfigInLaunchedRuns"] == {"enabled": True}
     # PostgreSQL storage on the external server, with a password from a Secret the operator creates.
     assert dagster["postgresql"]["enabled"] is False and dagster["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]
@@ -280,6 +283,7 @@ def test_dagster_condition_and_strict_lint_with_a_stub_dependency(tmp_path: Path
     assert seen["global"]["postgresqlSecretName"] == "speech-coach-dagster-postgresql"
 
 
+ICMP_DNS = {"to": [], "ports": [{"port": 53, "protocol": "ICMP"}]}
 BAD_VALUES = [
     ({"secrets": {"botToken": "123456:plain-token"}}, "/secrets/botToken", "want object"),
     ({"secrets": {"existingSecret": ""}}, "/secrets/existingSecret", "pattern"),
@@ -303,7 +307,10 @@ BAD_VALUES = [
     ({"flink": {"version": "v1_20"}}, "/flink/version", "one of"),
     ({"flink": {"upgradeMode": "yolo"}}, "/flink/upgradeMode", "one of"),
     ({"flink": {"jobs": {"answers": {"parallelism": 0}}}}, "/flink/jobs/answers/parallelism", "minimum"),
-    ({"flink": {"jobs": {"answers": {"secrets": ["stripeKey"]}}}}, "/flink/jobs/answers/secrets/0", "one of"),
+    ({"flink": {"jobs": {"answers": {"secrets": ["botToken"]}}}}, "'secrets' not allowed", ""),
+    ({"kafka": {"saslMechanism": "PLAIN"}}, "/kafka/securityProtocol", "one of"),
+    ({"kafka": {"caCert": {"secretName": "a", "configMapName": "b"}}}, "/kafka/caCert", "not"),
+    ({"networkPolicy": {"egress": {"dns": ICMP_DNS}}}, "/networkPolicy/egress/dns/ports/0/protocol", "one of"),
     ({"networkPolicy": {"monitoringNamespace": "Monitoring"}}, "/networkPolicy/monitoringNamespace", "pattern"),
     ({"dagster": {"enabled": "yes"}}, "/dagster/enabled", "want boolean"),
     ({"unknownKey": 1}, "additional properties 'unknownKey' not allowed", ""),
@@ -331,6 +338,316 @@ def test_good_values_stay_accepted() -> None:
     minimal = load_values(CI / "minimal-values.yaml")
     render(merge(minimal, {"bot": {"enabled": False, "webhookUrl": ""}}))
     render(merge(minimal, {"kafka": {"bootstrapServers": "", "strimzi": {"enabled": True}}}))
+
+
+# --- least privilege --------------------------------------------------------------------------------------------
+
+# The secret variables each workload's code reads (bot/, warehouse/, flink_jobs/, orchestration/; the chart's list
+# is "speech-coach.runtimeSecrets" in _helpers.tpl). The Flink jobs' S3 keys also reach Flink as AWS_* (checkpoints).
+SECRETS_READ = {
+    "Deployment/speech-coach-bot": {"SC_BOT__TOKEN", "SC_BOT__WEBHOOK_SECRET", "SC_PRIVACY__PSEUDONYM_KEY",
+                                    "SC_S3__ACCESS_KEY", "SC_S3__SECRET_KEY", "SC_POSTGRES__URL"},
+    "Deployment/speech-coach-ingest": {"SC_PRIVACY__PSEUDONYM_KEY", "SC_CLICKHOUSE__URL"},
+    "Job/speech-coach-migrate": {"SC_POSTGRES__URL", "SC_CLICKHOUSE__URL"},
+    "FlinkDeployment/speech-coach-answers": {"SC_S3__ACCESS_KEY", "SC_S3__SECRET_KEY", "AWS_ACCESS_KEY_ID",
+                                             "AWS_SECRET_ACCESS_KEY"},
+    "FlinkDeployment/speech-coach-metrics": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+    "StatefulSet/speech-coach-clickhouse": {"CLICKHOUSE_PASSWORD"},
+    "dagster": {"SC_PRIVACY__PSEUDONYM_KEY", "SC_S3__ACCESS_KEY", "SC_S3__SECRET_KEY", "SC_POSTGRES__URL",
+                "SC_CLICKHOUSE__URL"},
+}  # fmt: skip
+KAFKA_CLIENTS = {"Deployment/speech-coach-bot", "Deployment/speech-coach-ingest",
+                 "FlinkDeployment/speech-coach-answers", "FlinkDeployment/speech-coach-metrics", "dagster"}  # fmt: skip
+KAFKA_CA = "/etc/speech-coach/kafka-ca/ca.crt"
+
+
+def secret_env(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each secret-derived variable of a pod's containers, with its secretKeyRef."""
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for c in spec["containers"] + spec.get("initContainers", [])
+        for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=lambda p: p.name)
+def test_each_workload_gets_exactly_the_secrets_its_code_reads(values_file: Path) -> None:
+    values = load_values(values_file)
+    sasl = bool(values.get("kafka", {}).get("saslMechanism"))
+    openai = any(values.get("openai", {}).get(k) for k in ("transcription", "feedback"))
+    specs = pod_specs(render(values))
+    assert {"Deployment/speech-coach-bot", "Job/speech-coach-migrate", "FlinkDeployment/speech-coach-answers"} <= {
+        name for name, _ in specs
+    }
+    for name, spec in specs:
+        wanted = set(SECRETS_READ[name])
+        if sasl and name in KAFKA_CLIENTS:
+            wanted.add("SC_KAFKA__SASL_PASSWORD")
+        if openai and name == "FlinkDeployment/speech-coach-answers":
+            wanted.add("SC_OPENAI__API_KEY")
+        assert set(secret_env(spec)) == wanted, name
+        # No whole Secret as environment or volume: only the Kafka CA certificate is mounted from one.
+        for c in spec["containers"]:
+            assert not [f for f in c.get("envFrom", []) if "secretRef" in f], name
+        mounted = {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        assert mounted <= {values.get("kafka", {}).get("caCert", {}).get("secretName")}, name
+    answers = secret_env(dict(specs)["FlinkDeployment/speech-coach-answers"])
+    assert not {"SC_PRIVACY__PSEUDONYM_KEY", "SC_POSTGRES__URL", "SC_BOT__TOKEN", "SC_CLICKHOUSE__URL"} & set(answers)
+    bot = secret_env(dict(specs)["Deployment/speech-coach-bot"])
+    assert not {"SC_OPENAI__API_KEY", "SC_CLICKHOUSE__URL"} & set(bot)
+
+
+def test_the_answer_job_gets_the_openai_key_and_egress_only_with_an_openai_engine() -> None:
+    minimal = load_values(CI / "minimal-values.yaml")
+    for engines, wanted in (({}, False), ({"feedback": True}, True), ({"transcription": True}, True)):
+        manifests = render(merge(minimal, {"openai": engines}))
+        job = by_kind(manifests, "FlinkDeployment")[f"{RELEASE}-answers"]
+        (container,) = job["spec"]["podTemplate"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert ("SC_OPENAI__API_KEY" in env) is wanted, engines
+        assert env["SC_FEEDBACK__ENGINE"] == ("openai" if engines.get("feedback") else "offline")
+        assert env["SC_TRANSCRIPTION__ENGINE"] == ("openai" if engines.get("transcription") else "offline")
+        egress = by_kind(manifests, "NetworkPolicy")[f"{RELEASE}-flink-answers-egress"]["spec"]["egress"]
+        public = [r for r in egress if {"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}} in r.get("to", [])]
+        assert bool(public) is wanted, engines
+        # The metrics job never reaches OpenAI.
+        metrics = by_kind(manifests, "NetworkPolicy")[f"{RELEASE}-flink-metrics-egress"]["spec"]["egress"]
+        assert not any("ipBlock" in peer and peer["ipBlock"]["cidr"] == "0.0.0.0/0" for r in metrics
+                       for peer in r.get("to", []))  # fmt: skip
+
+
+def test_dagster_gets_only_the_secrets_its_code_reads() -> None:
+    """The Dagster values cannot be rendered offline (the chart is not here): its code location's env is checked as
+    written, and the Dagster chart passes a list `env` on to the run pods (includeConfigInLaunchedRuns)."""
+    values = load_values(CHART / "values.yaml")
+    dagster = values["dagster"]
+    (code,) = dagster["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in code["env"]}
+    assert set(env) == SECRETS_READ["dagster"] | {"SC_KAFKA__SASL_PASSWORD"}
+    refs = {v: values["secrets"][k] for k, v in yaml.safe_load(
+        helm_define("speech-coach.secretVars")).items()}  # fmt: skip
+    for name, ref in env.items():
+        assert ref["name"] == values["secrets"]["existingSecret"] and ref["key"] == refs[name]["key"], name
+        assert ref.get("optional", False) == refs[name].get("optional", False), name
+    # No whole Secret anywhere in the Dagster values: not for the code server, the runs, the webserver or the daemon.
+    assert values["secrets"]["existingSecret"] not in yaml.safe_dump({k: v for k, v in dagster.items()
+                                                                      if k != "dagster-user-deployments"})  # fmt: skip
+    assert "envSecrets" not in yaml.safe_dump(dagster)
+
+
+def helm_define(name: str) -> str:
+    """The body of a `define` in _helpers.tpl that holds plain YAML (no template actions)."""
+    text = (CHART / "templates" / "_helpers.tpl").read_text()
+    body = re.search(r'\{\{- define "' + re.escape(name) + r'" -\}\}\n(.*?)\{\{- end \}\}', text, re.S)
+    assert body, name
+    return body.group(1)
+
+
+def to_cel(value: Any) -> Any:
+    """JSON values as CEL values (celpy's own json_to_cel makes booleans integers); CEL values stay as they are."""
+    from celpy import celtypes
+
+    if isinstance(value, celtypes.MapType | celtypes.ListType):
+        return value
+    if isinstance(value, bool):
+        return celtypes.BoolType(value)
+    if isinstance(value, int):
+        return celtypes.IntType(value)
+    if isinstance(value, str):
+        return celtypes.StringType(value)
+    if isinstance(value, list):
+        return celtypes.ListType([to_cel(v) for v in value])
+    if isinstance(value, dict):
+        return celtypes.MapType({celtypes.StringType(k): to_cel(v) for k, v in value.items()})
+    return value
+
+
+def cel(expression: str, **activation: Any) -> Any:
+    """A CEL expression evaluated as the API server evaluates a policy's (cel-python: standard CEL and macros)."""
+    import celpy
+
+    env = celpy.Environment()
+    return env.program(env.compile(expression)).evaluate({k: to_cel(v) for k, v in activation.items()})
+
+
+def admitted(policy: dict[str, Any], request: dict[str, Any], obj: Any, old: Any = None) -> list[str]:
+    """What a ValidatingAdmissionPolicy says to a request: the messages of the validations that fail, [] if admitted,
+    ["not matched"] when its match conditions leave the request alone."""
+    spec = policy["spec"]
+    ctx: dict[str, Any] = {"request": request, "object": obj, "oldObject": old}
+    if not all(cel(c["expression"], **ctx) for c in spec.get("matchConditions", [])):
+        return ["not matched"]
+    ctx["variables"] = {}
+    for variable in spec.get("variables", []):
+        ctx["variables"][variable["name"]] = cel(variable["expression"], **ctx)
+    return [v["message"] for v in spec["validations"] if not cel(v["expression"], **ctx)]
+
+
+FLINK_SA = f"system:serviceaccount:{NAMESPACE}:flink"
+# The bot's token, which a pod of the Flink account must not read.
+STEAL = {"name": "X", "valueFrom": {"secretKeyRef": {"name": "speech-coach-secrets", "key": "SC_BOT__TOKEN"}}}
+
+
+def taskmanager_pod(job: dict[str, Any]) -> dict[str, Any]:
+    """A TaskManager pod as the JobManager creates it: the job's pod template with Flink's image, account and
+    configuration volume, after the ServiceAccount admission plugin added the token volume."""
+    pod = json.loads(json.dumps(job["spec"]["podTemplate"]))
+    spec = pod["spec"]
+    spec["serviceAccountName"] = job["spec"]["serviceAccount"]
+    (container,) = spec["containers"]
+    container["image"] = job["spec"]["image"]
+    container["volumeMounts"].append({"name": "flink-config-volume", "mountPath": "/opt/flink/conf"})
+    spec["volumes"] += [
+        {"name": "flink-config-volume", "configMap": {"name": f"flink-config-{job['metadata']['name']}"}},
+        {"name": "kube-api-access-x1", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+        ]}},
+    ]  # fmt: skip
+    return pod
+
+
+@pytest.mark.parametrize("values_file", [CI / "minimal-values.yaml", CI / "external-services-values.yaml"],
+                         ids=lambda p: p.name)  # fmt: skip
+def test_the_flink_account_can_create_only_flink_pods_with_the_jobs_own_secrets(values_file: Path) -> None:
+    manifests = render(load_values(values_file))
+    (role,) = by_kind(manifests, "Role").values()
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r for r in role["rules"]}
+    assert set(rules[(("",), ("pods",))]["verbs"]) == {"get", "list", "watch", "create", "delete"}  # no update, patch
+    assert not any("secrets" in r["resources"] or "*" in r["verbs"] + r["resources"] for r in role["rules"])
+    jobs = by_kind(manifests, "FlinkDeployment")
+    for resource in ("deployments", "deployments/finalizers"):
+        assert sorted(rules[(("apps",), (resource,))]["resourceNames"]) == sorted(jobs)  # its own Deployments only
+    policies = by_kind(manifests, "ValidatingAdmissionPolicy")
+    bindings = by_kind(manifests, "ValidatingAdmissionPolicyBinding")
+    assert set(policies) == set(bindings)
+    for name, binding in bindings.items():
+        assert binding["spec"]["policyName"] == name and binding["spec"]["validationActions"] == ["Deny"]
+        assert binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": NAMESPACE}  # fmt: skip
+    pods = next(p for n, p in policies.items() if n.endswith("-pods"))
+    request = {"userInfo": {"username": FLINK_SA}, "operation": "CREATE"}
+    for job in jobs.values():
+        pod = taskmanager_pod(job)
+        assert admitted(pods, request, pod) == [], job["metadata"]["name"]
+
+        def changed(edit: Any, pod: dict[str, Any] = pod) -> list[str]:
+            bad = json.loads(json.dumps(pod))
+            edit(bad["spec"], bad["spec"]["containers"][0])
+            return admitted(pods, request, bad)
+
+        assert changed(lambda s, c: c.update(image="attacker/image:1")) == [
+            "pods of the Flink service account run the Flink image only"]  # fmt: skip
+        assert changed(lambda s, c: c["env"].append(STEAL)) == [
+            "pods of the Flink service account read no Secret keys but the Flink jobs' own"]  # fmt: skip
+        assert changed(lambda s, c: s["initContainers"].append(dict(c, env=[STEAL])) if "initContainers" in s
+                       else s.update(initContainers=[dict(c, name="init", env=[STEAL])])) != []  # fmt: skip
+        assert changed(lambda s, c: c.update(envFrom=[{"secretRef": {"name": "speech-coach-secrets"}}])) == [
+            "pods of the Flink service account take no whole Secret as environment"]  # fmt: skip
+        assert changed(lambda s, c: s["volumes"].append({"name": "s", "secret": {"secretName": "coach-telegram"}}))
+        assert changed(lambda s, c: s["volumes"].append(
+            {"name": "p", "projected": {"sources": [{"secret": {"name": "speech-coach-secrets"}}]}}))  # fmt: skip
+        assert changed(lambda s, c: s["volumes"].append({"name": "h", "hostPath": {"path": "/"}}))
+        assert changed(lambda s, c: s.update(serviceAccountName="speech-coach-dagster"))
+        assert changed(lambda s, c: s.update(hostNetwork=True))
+        assert changed(lambda s, c: c.update(securityContext={"privileged": True}))
+    # Pods of anyone else (the operator, the Deployment controller) are not this policy's business.
+    other = {"userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"}, "operation": "CREATE"}
+    assert admitted(pods, other, {"spec": {"containers": [{"image": "any"}]}}) == ["not matched"]
+    # ConfigMaps: only the jobs' HA ConfigMaps, never the platform's settings.
+    configmaps = next(p for n, p in policies.items() if n.endswith("-configmaps"))
+    for operation in ("CREATE", "UPDATE", "DELETE"):
+        req = {"userInfo": {"username": FLINK_SA}, "operation": operation}
+        for name, ok in ((f"{RELEASE}-answers-cluster-config-map", True), (f"{RELEASE}-config", False)):
+            obj = {"metadata": {"name": name}}
+            args = (None, obj) if operation == "DELETE" else (obj, None)
+            assert (admitted(configmaps, req, *args) == []) is ok, (operation, name)
+
+
+def test_the_admission_policy_can_be_turned_off() -> None:
+    values = merge(load_values(CI / "minimal-values.yaml"), {"flink": {"admissionPolicy": {"enabled": False}}})
+    assert not by_kind(render(values), "ValidatingAdmissionPolicy")
+
+
+PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+
+
+def egress_of(manifests: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    return by_kind(manifests, "NetworkPolicy")[f"{RELEASE}-{component}-egress"]["spec"]["egress"]
+
+
+def ports_of(rules: list[dict[str, Any]]) -> set[int]:
+    return {p["port"] for r in rules for p in r.get("ports", [])}
+
+
+def test_egress_lets_each_workload_reach_only_what_it_uses() -> None:
+    manifests = render(load_values(CI / "minimal-values.yaml"))  # Kafka :9092, S3 :9000 (http://minio...:9000)
+    deny = by_kind(manifests, "NetworkPolicy")[f"{RELEASE}-default-deny"]["spec"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"] and "egress" not in deny  # nothing, unless allowed below
+    assert ports_of(egress_of(manifests, "bot")) == {53, 9092, 5432, 9000, 443}
+    assert ports_of(egress_of(manifests, "ingest")) == {53, 9092, 9000}  # ClickHouse native; no S3, no PostgreSQL
+    assert ports_of(egress_of(manifests, "migrations")) == {53, 5432, 9000}  # no Kafka
+    for job in ("answers", "metrics"):
+        rules = egress_of(manifests, f"flink-{job}")
+        # Its own JobManager and TaskManagers, any port; everything else by port: DNS, Kafka, S3, the API server.
+        (own,) = [r for r in rules if "ports" not in r]
+        assert own["to"] == [{"podSelector": {"matchLabels": {"app": f"{RELEASE}-{job}"}}}]
+        assert ports_of(rules) == {53, 9092, 9000, 443, 6443}
+    # Every rule names its ports; DNS goes to the cluster DNS only; Telegram's 443 only to Telegram's ranges.
+    for m in by_kind(manifests, "NetworkPolicy").values():
+        for rule in m["spec"].get("egress", []):
+            assert rule.get("ports") or rule.get("to"), m["metadata"]["name"]
+    dns = [r for r in egress_of(manifests, "bot") if {"port": 53, "protocol": "UDP"} in r["ports"]]
+    assert dns[0]["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+    (telegram,) = [r for r in egress_of(manifests, "bot") if r.get("to") and "ipBlock" in r["to"][0]]
+    assert {"ipBlock": {"cidr": "149.154.160.0/20"}} in telegram["to"] and telegram["ports"] == [
+        {"port": 443, "protocol": "TCP"}]  # fmt: skip
+    assert all(peer["ipBlock"]["cidr"] != "0.0.0.0/0" for peer in telegram["to"])
+    # In-cluster Kafka and ClickHouse: their pods, not any address.
+    inside = render(load_values(CI / "in-cluster-values.yaml"))
+    rules = egress_of(inside, "ingest")
+    assert {"podSelector": {"matchLabels": {"strimzi.io/cluster": f"{RELEASE}-kafka"}}} in [
+        peer for r in rules for peer in r.get("to", [])]  # fmt: skip
+    selectors = [peer["podSelector"]["matchLabels"] for r in rules for peer in r.get("to", []) if "podSelector" in peer]
+    assert any(labels.get("app.kubernetes.io/component") == "clickhouse" for labels in selectors), selectors
+    # Configured destinations replace the defaults; egress control can be turned off.
+    external = render(load_values(CI / "external-services-values.yaml"))
+    assert {"ipBlock": {"cidr": "10.20.0.0/24"}} in [p for r in egress_of(external, "bot") for p in r.get("to", [])]
+    assert ports_of(egress_of(external, "bot")) == {53, 9096, 5432, 443}
+    off = render(merge(load_values(CI / "minimal-values.yaml"), {"networkPolicy": {"egress": {"enabled": False}}}))
+    assert by_kind(off, "NetworkPolicy")[f"{RELEASE}-default-deny"]["spec"]["policyTypes"] == ["Ingress"]
+    assert not [n for n in by_kind(off, "NetworkPolicy") if n.endswith("-egress")]
+
+
+def test_kafka_tls_and_sasl_reach_every_kafka_client() -> None:
+    manifests = render(load_values(CI / "external-services-values.yaml"))
+    (config,) = [m["data"] for m in by_kind(manifests, "ConfigMap").values()]
+    assert config["SC_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL" and config["SC_KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert config["SC_KAFKA__SASL_USERNAME"] == "speech-coach"
+    clients = 0
+    for name, spec in pod_specs(manifests):
+        (container,) = spec["containers"]
+        env = {e["name"]: e for e in container.get("env", [])}
+        if name in KAFKA_CLIENTS:
+            clients += 1
+            assert env["SC_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+                "name": "coach-kafka-user", "key": "password", "optional": True}  # fmt: skip
+            assert env["SC_KAFKA__SSL_CA_LOCATION"]["value"] == KAFKA_CA
+            mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-ca")
+            assert KAFKA_CA.startswith(mount["mountPath"] + "/") and mount["readOnly"] is True
+            volume = next(v for v in spec["volumes"] if v["name"] == "kafka-ca")
+            assert volume["secret"] == {"secretName": "coach-kafka-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+        else:
+            assert not {"SC_KAFKA__SASL_PASSWORD", "SC_KAFKA__SSL_CA_LOCATION"} & set(env), name
+    assert clients == 4
+    # Without TLS settings nothing of it is rendered; the local stack stays PLAINTEXT.
+    minimal = render(load_values(CI / "minimal-values.yaml"))
+    assert by_kind(minimal, "ConfigMap")[f"{RELEASE}-config"]["data"]["SC_KAFKA__SECURITY_PROTOCOL"] == "PLAINTEXT"
+    for name, spec in pod_specs(minimal):
+        names = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
+        assert not {"SC_KAFKA__SASL_PASSWORD", "SC_KAFKA__SSL_CA_LOCATION"} & names, name
 
 
 # --- images -----------------------------------------------------------------------------------------------------

@@ -83,26 +83,65 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-Environment shared by every runtime: the ConfigMap of plain settings plus the secrets each runtime reads.
-Least privilege is by runtime: (dict "ctx" $ "secrets" (list "pseudonymKey" ...)) names the secrets it gets.
+The secret settings each runtime reads, found in its code; a runtime gets these and no others (docs/deploy.md#4-secrets,
+tests/test_helm.py::test_each_workload_gets_exactly_the_secrets_its_code_reads). Names are keys of `secrets`.
+- bot: Telegram credentials, pseudonyms (learner rows, log context), S3 (recordings), PostgreSQL, Kafka.
+- ingest: ClickHouse and Kafka; the pseudonym key only because ingestion refuses to start with the public one.
+- migrations: PostgreSQL (alembic) and ClickHouse; no Kafka.
+- answers: S3 (the recordings, also as AWS_* for checkpoints) and Kafka; OpenAI only with an OpenAI engine.
+- metrics: Kafka (S3 as AWS_* for checkpoints only).
+- dagster: PostgreSQL, ClickHouse, S3, pseudonyms (exports, the learners copy), Kafka; set in the Dagster values.
+*/}}
+{{- define "speech-coach.runtimeSecrets" -}}
+{{- $openai := or .Values.openai.transcription .Values.openai.feedback -}}
+bot: [botToken, botWebhookSecret, pseudonymKey, s3AccessKey, s3SecretKey, postgresUrl, kafkaSaslPassword]
+ingest: [pseudonymKey, clickhouseUrl, kafkaSaslPassword]
+migrations: [postgresUrl, clickhouseUrl]
+answers: [s3AccessKey, s3SecretKey, kafkaSaslPassword{{ if $openai }}, openaiApiKey{{ end }}]
+metrics: [kafkaSaslPassword]
+{{- end }}
+
+{{/* Variable name of each secret setting. */}}
+{{- define "speech-coach.secretVars" -}}
+botToken: SC_BOT__TOKEN
+botWebhookSecret: SC_BOT__WEBHOOK_SECRET
+openaiApiKey: SC_OPENAI__API_KEY
+pseudonymKey: SC_PRIVACY__PSEUDONYM_KEY
+s3AccessKey: SC_S3__ACCESS_KEY
+s3SecretKey: SC_S3__SECRET_KEY
+postgresUrl: SC_POSTGRES__URL
+clickhouseUrl: SC_CLICKHOUSE__URL
+kafkaSaslPassword: SC_KAFKA__SASL_PASSWORD
+{{- end }}
+
+{{/*
+The secret variables of one runtime: (dict "ctx" $ "runtime" "bot"). The Kafka password only with SASL.
 */}}
 {{- define "speech-coach.env" -}}
 {{- $ctx := .ctx -}}
-{{- $vars := dict
-  "botToken" "SC_BOT__TOKEN"
-  "botWebhookSecret" "SC_BOT__WEBHOOK_SECRET"
-  "openaiApiKey" "SC_OPENAI__API_KEY"
-  "pseudonymKey" "SC_PRIVACY__PSEUDONYM_KEY"
-  "s3AccessKey" "SC_S3__ACCESS_KEY"
-  "s3SecretKey" "SC_S3__SECRET_KEY"
-  "postgresUrl" "SC_POSTGRES__URL"
-  "clickhouseUrl" "SC_CLICKHOUSE__URL"
-  "kafkaSaslPassword" "SC_KAFKA__SASL_PASSWORD" -}}
-{{- range .secrets }}
+{{- $vars := include "speech-coach.secretVars" $ctx | fromYaml -}}
+{{- $secrets := index (include "speech-coach.runtimeSecrets" $ctx | fromYaml) .runtime -}}
+{{- if not $secrets }}{{ fail (printf "no secret list for runtime %s" .runtime) }}{{ end -}}
+{{- range $secrets }}
 {{- if or (ne . "kafkaSaslPassword") $ctx.Values.kafka.saslMechanism }}
 {{ include "speech-coach.secretEnv" (dict "ctx" $ctx "env" (get $vars .) "ref" (get $ctx.Values.secrets .)) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The pairs "<Secret name>/<key>" a runtime's pods may read (the Flink pods' admission policy allows exactly these).
+*/}}
+{{- define "speech-coach.secretPairs" -}}
+{{- $ctx := .ctx -}}
+{{- $pairs := list -}}
+{{- range .refs }}
+{{- $ref := get $ctx.Values.secrets . }}
+{{- if or (ne . "kafkaSaslPassword") $ctx.Values.kafka.saslMechanism }}
+{{- $pairs = append $pairs (printf "%s/%s" (default $ctx.Values.secrets.existingSecret $ref.name) $ref.key) }}
+{{- end }}
+{{- end }}
+{{- toJson $pairs }}
 {{- end }}
 
 {{- define "speech-coach.envFrom" -}}
@@ -157,4 +196,79 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: kafka
+{{- end }}
+
+{{/*
+The Kafka CA certificate (kafka.caCert) of a Kafka client's pod: its env, volume and mount, each empty without one.
+The variable is set where the file is mounted, not in the ConfigMap, which Dagster's pods read too.
+*/}}
+{{- define "speech-coach.kafkaCaPath" -}}/etc/speech-coach/kafka-ca{{- end }}
+
+{{- define "speech-coach.kafkaCaEnv" -}}
+{{- with .Values.kafka.caCert }}{{ if or .secretName .configMapName }}
+- name: SC_KAFKA__SSL_CA_LOCATION
+  value: {{ printf "%s/ca.crt" (include "speech-coach.kafkaCaPath" $) | quote }}
+{{- end }}{{ end }}
+{{- end }}
+
+{{- define "speech-coach.kafkaCaVolume" -}}
+{{- with .Values.kafka.caCert }}{{ if or .secretName .configMapName }}
+- name: kafka-ca
+  {{- if .secretName }}
+  secret:
+    secretName: {{ .secretName }}
+    items: [{ key: {{ .key }}, path: ca.crt }]
+  {{- else }}
+  configMap:
+    name: {{ .configMapName }}
+    items: [{ key: {{ .key }}, path: ca.crt }]
+  {{- end }}
+{{- end }}{{ end }}
+{{- end }}
+
+{{- define "speech-coach.kafkaCaMount" -}}
+{{- with .Values.kafka.caCert }}{{ if or .secretName .configMapName }}
+- { name: kafka-ca, mountPath: {{ include "speech-coach.kafkaCaPath" $ }}, readOnly: true }
+{{- end }}{{ end }}
+{{- end }}
+
+{{/* A list of strings as the inside of a CEL list literal: 'a', 'b'. */}}
+{{- define "speech-coach.celList" -}}
+{{- $out := list -}}
+{{- range . }}{{ $out = append $out (printf "'%s'" .) }}{{ end -}}
+{{- join ", " $out -}}
+{{- end }}
+
+{{/*
+One egress rule, to a destination of networkPolicy.egress: (dict "ctx" $ "name" "kafka"). Empty `to` and `ports`
+take the defaults the chart knows (Strimzi's pods, the in-release ClickHouse, the ports in the configured addresses).
+*/}}
+{{- define "speech-coach.egressRule" -}}
+{{- $ctx := .ctx -}}
+{{- $dest := get $ctx.Values.networkPolicy.egress .name -}}
+{{- $to := $dest.to -}}
+{{- $ports := $dest.ports -}}
+{{- if and (eq .name "kafka") (not $to) $ctx.Values.kafka.strimzi.enabled (not $ctx.Values.kafka.bootstrapServers) -}}
+{{- $to = list (dict "podSelector" (dict "matchLabels" (dict "strimzi.io/cluster" (include "speech-coach.strimziClusterName" $ctx)))) -}}
+{{- end -}}
+{{- if and (eq .name "kafka") (not $ports) -}}
+{{- range splitList "," (include "speech-coach.kafkaBootstrap" $ctx) -}}
+{{- $ports = append $ports (dict "port" (regexFind "[0-9]+$" . | int) "protocol" "TCP") -}}
+{{- end -}}
+{{- $ports = uniq $ports -}}
+{{- end -}}
+{{- if and (eq .name "clickhouse") (not $to) $ctx.Values.clickhouse.inCluster.enabled -}}
+{{- $to = list (dict "podSelector" (dict "matchLabels" (include "speech-coach.selectorLabels" (dict "ctx" $ctx "component" "clickhouse") | fromYaml))) -}}
+{{- end -}}
+{{- if and (eq .name "s3") (not $ports) -}}
+{{- $url := urlParse (default "https://s3.amazonaws.com" $ctx.Values.s3.endpointUrl) -}}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $url.host) -}}
+{{- $ports = list (dict "port" (default (ternary 443 80 (eq $url.scheme "https")) (atoi $port)) "protocol" "TCP") -}}
+{{- end -}}
+{{- if not $ports }}{{ fail (printf "networkPolicy.egress.%s.ports: give at least one port" .name) }}{{ end -}}
+# {{ .name }}
+- ports: {{- toYaml $ports | nindent 4 }}
+  {{- with $to }}
+  to: {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
