@@ -216,6 +216,7 @@ class BotApp:
         (answers, payments, deliveries), so a lost update loses no money or data (docs/reliability.md)."""
         self.bot.session.middleware(_GetUpdatesHeartbeat(self.heartbeats[1]))
         await self.bot.delete_webhook(drop_pending_updates=False)
+        self.heartbeats[1].beat()  # Telegram answered; the first long poll may take its whole timeout to return
         polling = asyncio.create_task(
             self.dp.start_polling(
                 self.bot,

@@ -142,10 +142,10 @@ class Outbox:
             if claim is None:
                 return "busy"
             answer = await repo.answer_row(cur, answer_id)
-            assert answer is not None  # the delivery row cascades with it
-            learner = await repo.learner_by_id(cur, answer["learner_id"])
-            question = await repo.question(cur, answer["question_id"])
-        assert learner is not None and question is not None
+            learner = await repo.learner_by_id(cur, answer["learner_id"]) if answer else None
+            question = await repo.question(cur, answer["question_id"]) if answer else None
+        if answer is None or learner is None or question is None:  # erased since: no one to send to
+            return "busy"
         result = decode_as(FeedbackResult, json.dumps(claim["result"]))
         with structlog.contextvars.bound_contextvars(learner=learner.pseudonym, learner_id=str(learner.id)):
             return await self._send(result, answer, learner, question, claim)

@@ -26,7 +26,7 @@ class Heartbeat:
     name: str
     stale_after_s: float
     beat_at: float = field(default_factory=time.monotonic)
-    error: str | None = None  # what the last round failed with; None when it succeeded
+    error: str | None = "starting"  # what the last round failed with; None when it succeeded
     stopped: str | None = None  # set when the loop ended for good
 
     def beat(self, error: str | None = None) -> None:

@@ -193,3 +193,29 @@ def test_groups_are_served_nothing_and_their_buttons_change_nothing(
     assert len(tg.sent(group["id"])) == 2
     assert rows(bot_env, "SELECT count(*) FROM learners") == [(0,)]
     assert rows(bot_env, "SELECT count(*) FROM processed_updates") == [(0,)]
+
+
+def test_a_file_larger_than_telegram_said_is_cut_off_at_the_limit_while_it_streams(
+    stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn
+) -> None:
+    from speech_coach.s3 import s3_client
+    from tests.test_bot import ask_question, onboard
+
+    limit = 1024 * 1024
+    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, max_file_bytes=limit)
+    bot = RunningBot(settings).start()
+    try:
+        user = onboard(tg)
+        ask_question(user)
+        huge = b"OggS" + bytes(40 * 1024 * 1024)  # 40 MB behind a voice message that claims 30 KB
+        user.voice(huge, 10, file_size=30_000)
+        reply = user.wait_sent(6, timeout=60)[-1].params["text"]
+        assert "too large" in reply and "1 MB" in reply
+        (path,) = tg.served
+        # Cut off at the limit: what the socket buffers held besides, not the 40 MB.
+        assert tg.served[path] < 12 * limit, f"{tg.served[path]} bytes read of {len(huge)}"
+        assert rows(settings, "SELECT status FROM answers") == [("failed",)]
+        assert rows(settings, "SELECT reason, delta FROM credit_ledger ORDER BY id")[-1] == ("refund", 1)
+        assert s3_client(settings).list_objects_v2(Bucket=s3_bucket).get("KeyCount", 0) == 0
+    finally:
+        bot.stop()

@@ -103,7 +103,7 @@ def test_answers_whose_publisher_died_are_taken_over_or_refunded(
     # Another bot process accepted two answers (credit taken) and died before publishing them; Telegram will not
     # send those updates again. Once their lease runs out, this bot publishes the one whose file Telegram still
     # has, and refunds the other and tells the learner. (tests/test_faults.py kills a real bot process.)
-    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, publish_lease_s=1, recovery_interval_s=0.5)
+    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, publish_lease_s=6, recovery_interval_s=0.5)
     bot = RunningBot(settings).start()
     try:
         user = onboard(tg, "Job interview")
@@ -139,6 +139,44 @@ def test_answers_whose_publisher_died_are_taken_over_or_refunded(
         assert rows(settings, "SELECT current_question_id FROM learners") == [(None,)]
         assert bot.app is not None and bot.app.metrics.answers.labels("taken_over")._value.get() == 2
     finally:
+        bot.stop()
+
+
+def test_a_takeover_ends_within_its_lease(stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn) -> None:
+    # A stranded answer whose download hangs when it is taken over: the takeover gives up (refund, the learner
+    # told) before its lease runs out, so no second takeover can start on it while the first still runs.
+    settings = bot_settings(stack.settings, pg_database, s3_bucket, tg, publish_lease_s=4, recovery_interval_s=0.5)
+    bot = RunningBot(settings).start()
+    try:
+        user = onboard(tg, "Job interview")
+        ((learner_id, question_id, sent_at),) = rows(
+            settings, "SELECT id, current_question_id, current_question_sent_at FROM learners"
+        )
+        file_id, unique = tg.add_file(to_ogg_opus(tone(3.0), find_ffmpeg(settings).executable))
+        tg.file_delay_s = 15
+
+        async def strand() -> uuid.UUID:
+            async with Database(settings).tx() as cur:
+                answer = repo.NewAnswer(
+                    id=repo.answer_id_for(user.id, 903), learner_id=learner_id, question_id=question_id,
+                    chat_id=user.id, message_id=903, update_id=903, file_unique_id=unique, question_sent_at=sent_at,
+                    received_at=repo.now(), duration_s=3.0, mime_type="audio/ogg", size_bytes=100, file_id=file_id,
+                )  # fmt: skip
+                assert await repo.reserve_answer(cur, answer, lease_s=0.1)
+                return answer.id
+
+        answer_id = asyncio.run(strand())
+        taken = time.monotonic()
+        tg.wait_for(lambda calls: any(c.method == "getFile" for c in calls), 10)
+        reply = user.wait_sent(5, timeout=30)[-1].params
+        assert "could not be sent for analysis" in reply["text"]
+        assert time.monotonic() - taken < 4 + 1, "the takeover outlived its lease"
+        assert rows(settings, "SELECT status FROM answers WHERE id = %s", answer_id) == [("failed",)]
+        time.sleep(12)  # the download would have come back by now: still nothing published, nothing taken twice
+        assert read_topic(settings, Topic.RAW_ANSWERS, 1, timeout=2) == []
+        assert bot.app is not None and bot.app.metrics.answers.labels("taken_over")._value.get() == 1
+    finally:
+        tg.file_delay_s = 0
         bot.stop()
 
 
@@ -178,6 +216,10 @@ def test_webhook_checks_the_secret_token(stack: Stack, pg_database: str, s3_buck
         tg.wait_for(lambda _c: rows(settings, "SELECT count(*) FROM processed_updates") == [(1,)])
         time.sleep(1)
         assert len(user.sent()) == 1
+        # Telegram posts only when there is something to post: the bot asks its own listener, and is ready.
+        health = f"http://127.0.0.1:{settings.bot.health_port}/readyz"
+        with urllib.request.urlopen(health, timeout=10) as response:
+            assert json.loads(response.read())["checks"]["telegram_updates"] == "ok"
     finally:
         bot.stop()
 

@@ -14,6 +14,8 @@ in the event's `traceparent`, so the answer job's stages and the delivery of the
 
 from __future__ import annotations
 
+import asyncio
+import io
 import time
 import uuid
 from typing import Any
@@ -46,6 +48,19 @@ async def refuse(message: Message, services: Services, reason: str, text: str) -
 
 class _TooBig(Exception):
     pass
+
+
+class _Bounded(io.BytesIO):
+    """The download's destination: refuses the chunk that would take it past the limit, which ends the stream."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, data: Any, /) -> int:  # a bytes-like chunk
+        if self.tell() + memoryview(data).nbytes > self.limit:
+            raise _TooBig
+        return super().write(data)
 
 
 @router.message(F.voice)
@@ -162,21 +177,26 @@ async def _take(
 
 
 async def store_and_publish(
-    learner: repo.Learner, q: repo.Question, answer: repo.NewAnswer, services: Services, bot: Bot, file_id: str
-) -> None:
+    learner: repo.Learner, q: repo.Question, answer: repo.NewAnswer, services: Services, bot: Bot, file_id: str,
+    budget_s: float | None = None,
+) -> None:  # fmt: skip
+    """Download, store and publish; or refund and tell the learner. `budget_s` bounds the download and storing (a
+    takeover must be done within its lease, or a second one could start)."""
     cfg = services.settings.bot
     started = time.monotonic()
     key: str | None = None
     if await _being_erased(services, learner, answer.id, None):
         return
     try:
-        with _tracer.start_as_current_span("bot.store_audio"):
-            buffer = await bot.download(file_id)
-            assert buffer is not None
-            data = buffer.getvalue()
-            if len(data) > cfg.max_file_bytes:
-                raise _TooBig
-            key, sha = await services.store.put(data, answer.mime_type)
+        # Bounded: the download can hang; the publish has its own bound (attempts x the producer's timeout), and
+        # a publish cut short might still reach Kafka, so only the storing is timed.
+        async with asyncio.timeout(budget_s):
+            with _tracer.start_as_current_span("bot.store_audio"):
+                # Counted as it streams in: a file larger than Telegram said is cut off at the limit, not buffered.
+                buffer = await bot.download(file_id, destination=_Bounded(cfg.max_file_bytes))
+                assert buffer is not None
+                data = buffer.getvalue()
+                key, sha = await services.store.put(data, answer.mime_type)
         if await _being_erased(services, learner, answer.id, key):  # asked while the audio was on its way
             return
         with _tracer.start_as_current_span("bot.publish", kind=SpanKind.PRODUCER):
@@ -253,6 +273,9 @@ async def recover_stranded(services: Services, bot: Bot, i18n: I18n) -> int:
     """Take over accepted answers whose publishing process died: store and publish each, or refund it and tell
     the learner. Answers this process is publishing itself are left alone. Returns how many were taken over."""
     cfg = services.settings.bot
+    # What is left of the lease once the publish's own bound is kept aside: a takeover still downloading then
+    # gives up (refund, the learner told) before its lease runs out and another process takes the answer too.
+    budget = max(cfg.publish_lease_s / 2, cfg.publish_lease_s - cfg.publish_attempts * 10.0 - 5.0)
     async with services.db.tx() as cur:
         stranded = await repo.claim_stranded(cur, cfg.publish_lease_s, sorted(services.publishing))
     for row in stranded:
@@ -268,7 +291,7 @@ async def recover_stranded(services: Services, bot: Bot, i18n: I18n) -> int:
                     continue
                 try:
                     with i18n.context(), i18n.use_locale(learner.language):
-                        await store_and_publish(learner, q, answer, services, bot, answer.file_id)
+                        await store_and_publish(learner, q, answer, services, bot, answer.file_id, budget)
                 except TelegramAPIError as exc:  # the learner blocked the bot: the refund is booked all the same
                     log.warning("takeover reply not sent", error=str(exc)[:200])
     return len(stranded)

@@ -131,6 +131,7 @@ class TelegramStandIn:
         self.refunded: set[str] = set()  # Stars payments refunded with refundStarPayment
         self.file_delay_s = 0.0  # how long a file download takes: holds the bot mid-answer for fault tests
         self.method_delay_s: dict[str, float] = {}  # how long a method takes: holds the bot mid-send
+        self.served: dict[str, int] = {}  # file path -> bytes written to the downloader
         self._message_ids = itertools.count(5000)
         self._lock = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -231,8 +232,20 @@ class TelegramStandIn:
             await asyncio.sleep(self.file_delay_s)
         for path, content in self.files.values():
             if path == request.match_info["path"]:
-                return web.Response(body=content)
+                return await self._stream(request, path, content)
         return web.Response(status=404)
+
+    async def _stream(self, request: web.Request, path: str, content: bytes) -> web.StreamResponse:
+        """In 64 KiB chunks, counting what was written (`served`), so a test sees where a client hung up."""
+        response = web.StreamResponse(headers={"Content-Length": str(len(content))})
+        await response.prepare(request)
+        self.served[path] = 0
+        with contextlib.suppress(ConnectionError):
+            for start in range(0, len(content), 65536):
+                await response.write(content[start : start + 65536])
+                self.served[path] = start + len(content[start : start + 65536])
+            await response.write_eof()
+        return response
 
     def _message(self, chat_id: Any, **extra: Any) -> dict[str, Any]:
         return {"message_id": next(self._message_ids), "date": int(time.time()), "from": BOT_USER,
