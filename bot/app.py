@@ -127,7 +127,8 @@ class BotApp:
         self.metrics = Metrics()
         self.bot = Bot(token, session=make_session(settings), default=DefaultBotProperties(parse_mode=ParseMode.HTML))
         self.i18n = make_i18n()
-        self.dp = Dispatcher(storage=PostgresStorage(Database(settings)))
+        self.db = Database(settings, pooled=True)  # one pool for the handlers, the FSM storage and the loops
+        self.dp = Dispatcher(storage=PostgresStorage(self.db))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
@@ -144,7 +145,7 @@ class BotApp:
         """Schema, seed questions, topics and bucket; then the dispatcher, health server and background tasks."""
         settings = self.settings
         await asyncio.to_thread(upgrade, settings)
-        db = Database(settings)
+        db = self.db
         if settings.bot.seed_questions:
             async with db.tx() as cur:
                 if seeded := await repo.seed_questions_if_empty(cur):
@@ -300,6 +301,7 @@ class BotApp:
             await asyncio.to_thread(services.publisher.close)
         for runner in self._runners:
             await runner.cleanup()
+        await self.db.close()
         await self.bot.session.close()
         # Routers are module singletons: detach them so another app in this process can include them.
         for router in self._routers:

@@ -254,6 +254,12 @@ class BotSettings(BaseModel):
     recovery_interval_s: float = Field(
         30.0, gt=0, description="How often the bot looks for accepted answers whose publisher died."
     )
+    db_pool_size: int = Field(
+        10, ge=1, description="Most PostgreSQL connections one bot process keeps open (a pool shared by all work)."
+    )
+    db_pool_timeout_s: float = Field(
+        5.0, gt=0, description="How long bot work waits for a pooled PostgreSQL connection before it fails."
+    )
     delivery_wait_s: float = Field(
         20.0,
         ge=0,

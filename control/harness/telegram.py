@@ -78,7 +78,7 @@ class Call:
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
     result: Any = None
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when the stand-in answered it
 
 
 @dataclass
@@ -213,7 +213,7 @@ class TelegramStandIn:
             result = handler(params, files)
         except _ApiError as exc:
             return web.json_response({"ok": False, "error_code": 400, "description": exc.args[0]}, status=400)
-        call.result = result
+        call.result, call.at = result, time.monotonic()  # answered now (a delayed method arrived earlier)
         with self._lock:
             self.calls.append(call)
             self._lock.notify_all()
