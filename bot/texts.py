@@ -8,6 +8,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.repo import Question
 from speech_coach.contracts.events import TaskType
+from speech_coach.contracts.topics import RETENTION_DAYS, Topic
 from speech_coach.questions import TASK_LABELS
 from speech_coach.settings import Settings
 
@@ -33,9 +34,16 @@ def consent_notice(settings: Settings) -> str:
         + "\n\n"
         + _(
             "<b>After deleting:</b> we keep a keyed hash of your Telegram account, from which the account cannot be "
-            "recovered, for one purpose only: not to give the free starter credits twice."
-        )
+            "recovered, for one purpose only: not to give the free starter credits twice. Copies of your answers "
+            "passing between our services are not erased one by one: they expire within {days} days."
+        ).format(days=transit_days())
     )
+
+
+def transit_days() -> int:
+    """The longest a topic keeps what names a learner (the deletion list itself names only internal ids)."""
+    kept = (days for topic, days in RETENTION_DAYS.items() if topic is not Topic.DELETION_REQUESTS)
+    return max(days for days in kept if days is not None)
 
 
 def task_label(task: TaskType) -> str:

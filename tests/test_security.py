@@ -48,6 +48,8 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("orchestration/domains/quality.py", "sql"): "module constants of the expectation suites",
     ("speech_coach/db/migrations/versions/0005_ledger_lock_order.py", "BALANCE.format(lock="):
         "a module constant completed with a literal lock mode",
+    ("speech_coach/db/migrations/versions/0011_ledger_order_after_lock.py", "BALANCE.format(renumber="):
+        "a module constant completed with a module constant statement or nothing",
     ("control/harness/pipeline.py", "query"): "the test harness's helper: queries written in the tests, values bound",
     ("control/simulator/run.py", "f'SELECT count() FROM {t} FINAL WHERE answer_id IN %(ids)s'"):
         "table names from a constant tuple; answer ids bound",
