@@ -113,7 +113,9 @@ class Outbox:
             count, counts = word_counts(result.transcript)
             m = result.metrics
             await cur.execute(
-                "UPDATE answers SET status = 'scored', feedback_at = now(), overall_score = %s, "
+                # Feedback proves the publication, also where the bot died (or PostgreSQL went) before booking it.
+                "UPDATE answers SET status = 'scored', feedback_at = now(), published_at = coalesce(published_at, "
+                "now()), overall_score = %s, "
                 "words_per_minute = %s, pause_count = %s, lexical_diversity = %s, word_count = %s, "
                 "word_counts = %s WHERE id = %s",
                 (result.overall_score, m.words_per_minute if m else None, m.pause_count if m else None,
@@ -122,7 +124,9 @@ class Outbox:
         else:
             # A rejected answer costs nothing: the credit taken when it arrived comes back, once.
             await cur.execute(
-                "UPDATE answers SET status = 'rejected', feedback_at = now() WHERE id = %s", (answer["id"],)
+                "UPDATE answers SET status = 'rejected', feedback_at = now(), "
+                "published_at = coalesce(published_at, now()) WHERE id = %s",
+                (answer["id"],),
             )
             await repo.add_credits(cur, answer["learner_id"], 1, "refund", str(answer["id"]))
 

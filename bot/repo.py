@@ -408,6 +408,10 @@ async def reserve_answer(cur: Cursor, answer: NewAnswer, lease_s: float) -> bool
     return True
 
 
+async def book_object(cur: Cursor, answer_id: uuid.UUID, bucket: str, key: str) -> None:
+    await cur.execute("UPDATE answers SET bucket = %s, object_key = %s WHERE id = %s", (bucket, key, answer_id))
+
+
 async def answer_published(cur: Cursor, answer_id: uuid.UUID, bucket: str, key: str, learner: Learner) -> None:
     """Book the publication once. Its feedback may already have been delivered (the job is fast), and a process
     that took a stranded answer over may publish it a second time: neither changes a later status or counts the

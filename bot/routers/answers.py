@@ -199,6 +199,9 @@ async def store_and_publish(
                 key, sha = await services.store.put(data, answer.mime_type)
         if await _being_erased(services, learner, answer.id, key):  # asked while the audio was on its way
             return
+        # Booked before the publish: erasure and retention find the object whatever happens next.
+        async with services.db.tx() as cur:
+            await repo.book_object(cur, answer.id, services.store.bucket, key)
         with _tracer.start_as_current_span("bot.publish", kind=SpanKind.PRODUCER):
             await _publish(learner, q, answer, services, key, sha, len(data))
     except Exception as exc:
