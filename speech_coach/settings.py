@@ -326,7 +326,9 @@ class MetricsSettings(BaseModel):
         300.0,
         ge=0,
         description="How far (event time) an answer may trail the newest one seen and still enter its windows; "
-        "later answers go to the dead-letter topic with reason `late`. Every window result waits this long.",
+        "later answers go to the dead-letter topic with reason `late`. Every window result waits this long. The "
+        "watermark follows publication and windows the answer time, so it must also exceed the time from an answer's "
+        "arrival to its publication (the bot's work, or a takeover's wait).",
     )
     idle_timeout_s: float = Field(
         30.0,

@@ -190,6 +190,12 @@ class LearnerWindows:
         """Store a part; yields ("late" | "duplicate", dead letter) for what cannot enter the windows. Timers to
         register are appended to `register`."""
         _, ts, part, raw = record
+        timer = state.timer()
+        if timer is not None and timer <= watermark:
+            # Overdue: the watermark passed this learner's wake-up and it did not come (PyFlink hands timers over
+            # asynchronously; one lost there left a learner's windows waiting for ever). Ask again: a timer asked
+            # for twice is one timer, and one that fires twice changes nothing.
+            register.append(timer)
         horizon = state.horizon()
         closed = max(watermark, horizon if horizon is not None else watermark)
         if ts <= closed:
