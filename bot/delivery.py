@@ -9,7 +9,7 @@ counts each one, so a send that fails half-way, or a bot killed mid-send, resume
 Telegram errors are sorted, as the Bot API documents them:
 - 429 with `retry_after`: waited out, in line when it fits the delivery's budget (`delivery_wait_s`), otherwise
   by the retry sweep at that time;
-- network errors and 5xx: retried with backoff, the same way;
+- network errors, 5xx and 401 (the bot's token refused: the operator's to fix): retried with backoff, the same way;
 - anything else (the learner blocked the bot, the chat is gone, a bad request): final.
 A delivery that is final, or still failing after `delivery_give_up_s`, is marked failed and the answer refunded
 once; the learner can still read the feedback with /last. The answer is `delivered` only after its last part.
@@ -25,9 +25,16 @@ from collections import Counter
 from html import escape
 from typing import Any
 
+import psycopg
 import structlog
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.utils.i18n import I18n
 from psycopg.types.json import Jsonb
 
@@ -49,7 +56,9 @@ _STOP = (
     "when where why how i'm it's don't that's i've i'd"
 )
 STOP_WORDS = frozenset(_STOP.split())
-TRANSIENT = (TelegramRetryAfter, TelegramNetworkError, TelegramServerError)
+# 401 is the operator's: the bot's token was revoked or replaced. No learner's delivery is at fault, so none is given
+# up for it before `delivery_give_up_s`; the fixed token sends what waited.
+TRANSIENT = (TelegramRetryAfter, TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError)
 
 
 def word_counts(transcript: str) -> tuple[int, dict[str, int]]:
@@ -150,18 +159,22 @@ class Outbox:
             question = await repo.question(cur, answer["question_id"]) if answer else None
         if answer is None or learner is None or question is None:  # erased since: no one to send to
             return "busy"
-        result = decode_as(FeedbackResult, json.dumps(claim["result"]))
         with structlog.contextvars.bound_contextvars(learner=learner.pseudonym, learner_id=str(learner.id)):
-            return await self._send(result, answer, learner, question, claim)
+            try:
+                result = decode_as(FeedbackResult, json.dumps(claim["result"]))
+                with self.i18n.context(), self.i18n.use_locale(learner.language):
+                    texts = render(result, question.title, learner.language)
+                    markup = keyboards.after_feedback(repo.KIND_OF_TASK[question.task_type], question.id)
+            except Exception as exc:  # a row this bot cannot read or render: no retry helps
+                # Named by type and reason only: a validation message can quote the transcript.
+                return await self._fail(answer, exc, f"{type(exc).__name__}: {getattr(exc, 'reason', '')}")
+            return await self._send(result, texts, markup, answer, learner, claim)
 
     async def _send(
-        self, result: FeedbackResult, answer: dict[str, Any], learner: repo.Learner, question: repo.Question,
+        self, result: FeedbackResult, texts: list[str], markup: Any, answer: dict[str, Any], learner: repo.Learner,
         claim: dict[str, Any],
     ) -> str:  # fmt: skip
         answer_id, cfg = answer["id"], self.services.settings.bot
-        with self.i18n.context(), self.i18n.use_locale(learner.language):
-            texts = render(result, question.title, learner.language)
-            markup = keyboards.after_feedback(repo.KIND_OF_TASK[question.task_type], question.id)
         deadline = time.monotonic() + cfg.delivery_wait_s
         part, tries = claim["parts_sent"], 0
         if part:
@@ -174,6 +187,8 @@ class Outbox:
             except TRANSIENT as exc:
                 tries += 1
                 wait = float(exc.retry_after) if isinstance(exc, TelegramRetryAfter) else backoff_s(tries) / 2
+                if isinstance(exc, TelegramUnauthorizedError):
+                    log.error("Telegram refused the bot's token (401): check SC_BOT__TOKEN", part=part + 1)
                 log.warning("sending feedback failed, will retry", part=part + 1, error=_error(exc), wait_s=wait)
                 if time.monotonic() + wait <= deadline:
                     await asyncio.sleep(wait)
@@ -217,11 +232,12 @@ class Outbox:
             )
         self.services.metrics.feedback.labels("retry").inc()
 
-    async def _fail(self, answer: dict[str, Any], exc: Exception) -> str:
+    async def _fail(self, answer: dict[str, Any], exc: Exception, error: str | None = None) -> str:
+        error = error or _error(exc)
         async with self.services.db.tx() as cur:
             await cur.execute(
                 "UPDATE deliveries SET status = 'failed', claimed_until = NULL, last_error = %s WHERE answer_id = %s",
-                (_error(exc), answer["id"]),
+                (error, answer["id"]),
             )
             await cur.execute(
                 "UPDATE answers SET status = 'undelivered' WHERE id = %s AND status = 'scored'", (answer["id"],)
@@ -229,7 +245,7 @@ class Outbox:
             # Feedback that never arrived costs nothing. Once per answer: a rejected one was refunded already.
             await repo.add_credits(cur, answer["learner_id"], 1, "refund", str(answer["id"]))
         self.services.metrics.feedback.labels("send_failed").inc()
-        log.error("feedback not delivered, answer refunded", answer_id=str(answer["id"]), error=_error(exc))
+        log.error("feedback not delivered, answer refunded", answer_id=str(answer["id"]), error=error)
         return "failed"
 
     # --- the retry sweep ---------------------------------------------------------------------------------
@@ -246,7 +262,12 @@ class Outbox:
         sent = 0
         for answer_id in due:
             with structlog.contextvars.bound_contextvars(answer_id=str(answer_id)):
-                sent += await self.deliver(answer_id) == "sent"
+                try:
+                    sent += await self.deliver(answer_id) == "sent"
+                except psycopg.Error:
+                    raise  # the database itself: the sweep's caller backs off
+                except Exception as exc:  # one delivery's fault must not hold up the others
+                    log.error("delivery attempt failed, left to a later sweep", error=type(exc).__name__)
         return sent
 
 

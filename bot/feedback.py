@@ -4,7 +4,8 @@ Each event is recorded (`Outbox.record`: the delivery row with the answer's outc
 offset is committed, and sent after; what the send leaves unfinished, the outbox's retry sweep finishes. Recording
 is idempotent per answer, so a redelivered event (a restart, a rebalance, a commit that failed) changes nothing.
 
-The loop never dies of one event: a database error, a failed dead-letter publish or a commit error rewinds to
+The loop never dies of one event: an event that breaks its contract, or that PostgreSQL refuses to store, is a
+dead letter; a database error, a failed dead-letter publish or a commit error rewinds to
 the event and tries again with backoff, while `/readyz` shows the failure (`Heartbeat`).
 
 Delivery is a span (`bot.deliver_feedback`) in the answer's trace: its parent is the answer job's publish span,
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import uuid
 
+import psycopg
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from opentelemetry.context import Context
@@ -93,24 +95,37 @@ class FeedbackConsumer:
         except ContractError as exc:
             self.services.metrics.feedback.labels("invalid").inc()
             log.error("invalid feedback event", reason=exc.reason, detail=str(exc)[:300])
-            key = msg.key()
-            await self.services.publisher.publish(
-                DeadLetter.of_record(
-                    value,
-                    source_topic=msg.topic() or "",
-                    source_partition=msg.partition(),
-                    source_offset=msg.offset(),
-                    source_key=key.decode(errors="replace") if key else None,
-                    stage="bot.feedback",
-                    reason=exc.reason,
-                    detail=str(exc)[:4000],
-                )
-            )
+            await self._dead_letter(msg, exc.reason, str(exc)[:4000])
             return None
         # The event's own context first: it names the job's publish span even where headers were dropped.
         parent = context_from_traceparent(result.traceparent, context_from_headers(msg.headers()))
-        answer_id = await self.outbox.record(result)
+        try:
+            answer_id = await self.outbox.record(result)
+        except psycopg.errors.DataError as exc:
+            # A value the contract allows and PostgreSQL cannot store (NaN, a NUL character, a number out of
+            # range): read again, it fails again, and every event behind it on the partition would wait for ever.
+            self.services.metrics.feedback.labels("invalid").inc()
+            log.error("feedback event PostgreSQL cannot store", sqlstate=exc.sqlstate)
+            detail = f"PostgreSQL refused to store it (SQLSTATE {exc.sqlstate})"
+            await self._dead_letter(msg, "store.refused", detail, answer_id=result.answer_id)
+            return None
         return None if answer_id is None else (answer_id, parent)
+
+    async def _dead_letter(self, msg: Message, reason: str, detail: str, answer_id: str | None = None) -> None:
+        key = msg.key()
+        await self.services.publisher.publish(
+            DeadLetter.of_record(
+                msg.value() or b"",
+                source_topic=msg.topic() or "",
+                source_partition=msg.partition(),
+                source_offset=msg.offset(),
+                source_key=key.decode(errors="replace") if key else None,
+                stage="bot.feedback",
+                reason=reason,
+                detail=detail,
+                answer_id=answer_id,
+            )
+        )
 
     async def _deliver(self, answer_id: uuid.UUID, parent: Context) -> None:
         with (

@@ -13,7 +13,7 @@ import pytest
 
 from control.harness.telegram import TelegramStandIn, User
 from control.stack import Stack
-from speech_coach.contracts.events import RawVoiceAnswer, decode_as
+from speech_coach.contracts.events import DeadLetter, RawVoiceAnswer, decode_as
 from speech_coach.contracts.topics import Topic
 from speech_coach.settings import Settings
 from tests.bot_harness import RunningBot, bot_settings, publish, read_topic, rows
@@ -110,6 +110,21 @@ def test_telegram_errors_are_retried_and_the_answer_is_delivered_only_once_sent(
     assert len(failed) == 1 and sent[0].at - failed[0].at >= 3.0
 
 
+def test_a_refused_bot_token_is_retried_and_refunds_nothing(
+    quick_bot: RunningBot, tg: TelegramStandIn, quick_env: Settings, voice_ogg: tuple[bytes, int]
+) -> None:
+    # 401 means the bot's token was refused: the operator's to fix, no learner's. It used to be final, so one bad
+    # token gave up and refunded every delivery that came due.
+    user = onboard(tg)
+    raw = answered(user, quick_env, voice_ogg)
+    tg.fail("sendMessage", 2, code=401)
+    publish(quick_env, feedback_for(raw))
+    wait_feedback(user, after=5, timeout=60)
+    tg.wait_for(lambda _c: rows(quick_env, "SELECT status FROM answers") == [("delivered",)], 10)
+    assert sum(c.method == "sendMessage (failed)" for c in tg.calls) == 2
+    assert rows(quick_env, "SELECT sum(delta) FROM credit_ledger") == [(2,)]  # charged once, not refunded
+
+
 def answered_again(user: User, settings: Settings, voice: tuple[bytes, int], first: RawVoiceAnswer) -> RawVoiceAnswer:
     before = len(user.sent())
     user.press("Next")
@@ -160,6 +175,46 @@ def test_undeliverable_feedback_is_refunded_once_and_kept_for_last(
     messages = wait_feedback(user, after=before)
     whole = "\n".join(str(m.params["text"]) for m in messages)
     assert "Transcript" in whole and "Improved example answer" in whole
+
+
+def test_a_delivery_the_bot_cannot_read_is_given_up_and_refunded_and_the_sweep_goes_on(
+    quick_bot: RunningBot, tg: TelegramStandIn, quick_env: Settings, voice_ogg: tuple[bytes, int]
+) -> None:
+    # A kept delivery that no longer decodes (written by a release with another contract version): retrying
+    # cannot help. It used to raise in every sweep, stay 'sending' for ever and never be refunded.
+    user = onboard(tg)
+    raw = answered(user, quick_env, voice_ogg)
+    tg.outage(["sendMessage"], 4)  # the delivery is left to the sweep
+    publish(quick_env, feedback_for(raw))
+    tg.wait_for(lambda _c: rows(quick_env, "SELECT attempts > 0 FROM deliveries") == [(True,)], 20)
+    with psycopg.connect(quick_env.postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE deliveries SET result = jsonb_set(result, '{schema_version}', '99')")
+    done = [("failed", "undelivered")]
+    tg.wait_for(lambda _c: rows(quick_env, "SELECT d.status, a.status FROM deliveries d JOIN answers a "
+                                           "ON a.id = d.answer_id") == done, 30)  # fmt: skip
+    ((error,),) = rows(quick_env, "SELECT last_error FROM deliveries")
+    assert error.startswith("ContractError: ") and "I prefer" not in error
+    assert rows(quick_env, "SELECT reason, delta FROM credit_ledger ORDER BY id") == [
+        ("starter", 3), ("answer", -1), ("refund", 1),
+    ]  # fmt: skip
+    assert health(quick_env, "/readyz")[0] == 200
+
+
+def test_feedback_postgresql_cannot_store_is_a_dead_letter_and_the_events_behind_it_go_on(
+    quick_bot: RunningBot, tg: TelegramStandIn, quick_env: Settings, voice_ogg: tuple[bytes, int]
+) -> None:
+    # The contract allows a NUL character, PostgreSQL's JSON does not: the event used to be read again for ever,
+    # and every event behind it on its partition waited.
+    user = onboard(tg)
+    raw = answered(user, quick_env, voice_ogg)
+    publish(quick_env, feedback_for(raw, transcript="I prefer studying\x00 alone."))
+    publish(quick_env, feedback_for(raw))  # behind it on the same partition (same answer, same key)
+    messages = wait_feedback(user, after=5, timeout=60)
+    assert "I prefer studying alone because" in "\n".join(str(m.params["text"]) for m in messages)
+    (letter,) = [decode_as(DeadLetter, v) for v in read_topic(quick_env, Topic.DEAD_LETTERS, 1, timeout=30)]
+    assert (letter.stage, letter.reason, letter.answer_id) == ("bot.feedback", "store.refused", raw.answer_id)
+    assert "SQLSTATE 22" in letter.detail
+    tg.wait_for(lambda _c: rows(quick_env, "SELECT status FROM answers") == [("delivered",)], 10)
 
 
 def test_last_without_feedback(running_bot: RunningBot, tg: TelegramStandIn) -> None:

@@ -97,6 +97,32 @@ def test_failed_publish_tells_the_learner_and_costs_nothing(
         bot.stop()
 
 
+def strand(
+    settings: Settings, user: User, messages: list[tuple[int, str]], file_unique_id: str, *, lease_s: float
+) -> list[uuid.UUID]:
+    """Answers another bot process accepted (credit taken) and died before publishing: reserved under a lease
+    that runs out, for the learner's open question, one per (message id, Telegram file id)."""
+    ((learner_id, question_id, sent_at),) = rows(
+        settings, "SELECT id, current_question_id, current_question_sent_at FROM learners"
+    )
+
+    async def reserve() -> list[uuid.UUID]:
+        ids = []
+        async with Database(settings).tx() as cur:
+            for message_id, file_id in messages:
+                answer = repo.NewAnswer(
+                    id=repo.answer_id_for(user.id, message_id), learner_id=learner_id, question_id=question_id,
+                    chat_id=user.id, message_id=message_id, update_id=message_id, file_unique_id=file_unique_id,
+                    question_sent_at=sent_at, received_at=repo.now(), duration_s=3.0, mime_type="audio/ogg",
+                    size_bytes=100, file_id=file_id,
+                )  # fmt: skip
+                assert await repo.reserve_answer(cur, answer, lease_s=lease_s)
+                ids.append(answer.id)
+        return ids
+
+    return asyncio.run(reserve())
+
+
 def test_answers_whose_publisher_died_are_taken_over_or_refunded(
     stack: Stack, pg_database: str, s3_bucket: str, tg: TelegramStandIn
 ) -> None:
@@ -107,26 +133,9 @@ def test_answers_whose_publisher_died_are_taken_over_or_refunded(
     bot = RunningBot(settings).start()
     try:
         user = onboard(tg, "Job interview")
-        ((learner_id, question_id, sent_at),) = rows(
-            settings, "SELECT id, current_question_id, current_question_sent_at FROM learners"
-        )
         file_id, unique = tg.add_file(to_ogg_opus(tone(3.0), find_ffmpeg(settings).executable))
-
-        async def strand() -> list[uuid.UUID]:
-            ids = []
-            async with Database(settings).tx() as cur:
-                for message_id, file in ((901, file_id), (902, "a-file-telegram-no-longer-has")):
-                    answer = repo.NewAnswer(
-                        id=repo.answer_id_for(user.id, message_id), learner_id=learner_id, question_id=question_id,
-                        chat_id=user.id, message_id=message_id, update_id=message_id, file_unique_id=unique,
-                        question_sent_at=sent_at, received_at=repo.now(), duration_s=3.0, mime_type="audio/ogg",
-                        size_bytes=100, file_id=file,
-                    )  # fmt: skip
-                    assert await repo.reserve_answer(cur, answer, lease_s=1)
-                    ids.append(answer.id)
-            return ids
-
-        published, lost = asyncio.run(strand())
+        published, lost = strand(settings, user, [(901, file_id), (902, "a-file-telegram-no-longer-has")], unique,
+                                 lease_s=1)  # fmt: skip
         reply = user.wait_sent(5, timeout=30)[-1].params
         assert "could not be sent for analysis" in reply["text"] and reply["reply_parameters"]["message_id"] == 902
         (raw,) = read_topic(settings, Topic.RAW_ANSWERS, 1, settle=2)
@@ -149,23 +158,9 @@ def test_a_takeover_ends_within_its_lease(stack: Stack, pg_database: str, s3_buc
     bot = RunningBot(settings).start()
     try:
         user = onboard(tg, "Job interview")
-        ((learner_id, question_id, sent_at),) = rows(
-            settings, "SELECT id, current_question_id, current_question_sent_at FROM learners"
-        )
         file_id, unique = tg.add_file(to_ogg_opus(tone(3.0), find_ffmpeg(settings).executable))
         tg.file_delay_s = 15
-
-        async def strand() -> uuid.UUID:
-            async with Database(settings).tx() as cur:
-                answer = repo.NewAnswer(
-                    id=repo.answer_id_for(user.id, 903), learner_id=learner_id, question_id=question_id,
-                    chat_id=user.id, message_id=903, update_id=903, file_unique_id=unique, question_sent_at=sent_at,
-                    received_at=repo.now(), duration_s=3.0, mime_type="audio/ogg", size_bytes=100, file_id=file_id,
-                )  # fmt: skip
-                assert await repo.reserve_answer(cur, answer, lease_s=0.1)
-                return answer.id
-
-        answer_id = asyncio.run(strand())
+        (answer_id,) = strand(settings, user, [(903, file_id)], unique, lease_s=0.1)
         taken = time.monotonic()
         tg.wait_for(lambda calls: any(c.method == "getFile" for c in calls), 10)
         reply = user.wait_sent(5, timeout=30)[-1].params
